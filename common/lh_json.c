@@ -317,3 +317,21 @@ lh_status lh_json_check_header(const lh_jpath *p, json_object *root, const char 
     if (strcmp(got, format) != 0) return lh_json_fail(p, "format", "expected \"%s\", got \"%s\"", format, got);
     return lh_json_get_int(p, root, "version", 1, max_version, version);
 }
+
+lh_status lh_json_write_file(const char *path, json_object *root)
+{
+    size_t len;
+    const char *text = json_object_to_json_string_length(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                                     JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    if (!text) return lh_fail(LH_ERR_NOMEM, "%s: cannot serialise JSON", path);
+    lh_atomic_file *f;
+    lh_status st = lh_atomic_file_open(path, &f);
+    if (st) return st;
+    st = lh_atomic_file_write(f, text, len);
+    if (!st) st = lh_atomic_file_write(f, "\n", 1);
+    if (st) {
+        lh_atomic_file_abort(f);
+        return st;
+    }
+    return lh_atomic_file_commit(f);
+}

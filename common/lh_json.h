@@ -90,6 +90,9 @@ lh_status lh_json_opt_object(const lh_jpath *p, json_object *obj, const char *ke
 lh_status lh_json_check_header(const lh_jpath *p, json_object *root, const char *format, int64_t max_version,
                                int64_t *version);
 
+/** Write `root` pretty-printed with a final newline to `path`, atomically. */
+lh_status lh_json_write_file(const char *path, json_object *root);
+
 #ifdef __cplusplus
 }
 #endif
