@@ -65,7 +65,7 @@ lh_status lh_topology_parse(const char *name, const char *text, size_t len, lh_t
 /** Load and validate a topology file. */
 lh_status lh_topology_load(const char *path, lh_topology **out);
 
-/** Write `t` as a topology file (atomically), with every link it resolves. */
+/** Write `t` as a topology file (atomically): its devices, region links, pair links and default. */
 lh_status lh_topology_save(const lh_topology *t, const char *path);
 
 /**
