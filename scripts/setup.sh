@@ -8,7 +8,7 @@ packages=(
   openmpi-bin libopenmpi-dev
   libzstd-dev libsodium-dev libcunit1-dev
   libopenblas-dev libjson-c-dev libmicrohttpd-dev
-  clang libclang-rt-dev
+  clang libclang-rt-dev libomp-dev
   gnuplot-nox iproute2 python3
 )
 
