@@ -46,7 +46,7 @@ int cmd_demo(int argc, char **argv)
         return cli_report("demo", st);
     }
     printf("demo job '%s': GPT L=%d C=%d on %d devices in %d regions\n", job.name, job.model.layers,
-           job.model.channels, topology->n_devices, topology->n_regions - 1);
+           job.model.channels, topology->n_devices, topology->n_regions);
     lh_topology_free(topology);
     return LH_EXIT_OK;
 }

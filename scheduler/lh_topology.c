@@ -31,7 +31,8 @@ void lh_topology_free(lh_topology *t)
     free(t);
 }
 
-lh_status lh_topology_create(int n_devices, lh_topology **out)
+/* Devices with no regions yet; the file reader names each device's region. */
+static lh_status topology_alloc(int n_devices, lh_topology **out)
 {
     *out = NULL;
     if (n_devices < 1) return lh_fail(LH_ERR_INVALID_ARG, "topology: need at least one device, got %d", n_devices);
@@ -41,23 +42,29 @@ lh_status lh_topology_create(int n_devices, lh_topology **out)
         return lh_fail(LH_ERR_NOMEM, "topology: cannot allocate %d devices", n_devices);
     }
     t->n_devices = n_devices;
-    int region;
-    lh_status st = lh_topology_add_region(t, "default", &region);
-    if (st) {
-        lh_topology_free(t);
-        return st;
-    }
     for (int i = 0; i < n_devices; i++) {
         lh_device *d = &t->devices[i];
         d->id = i;
         snprintf(d->name, sizeof d->name, "dev%d", i);
         snprintf(d->region, sizeof d->region, "default");
-        d->region_index = region;
         d->flops = 1e12;
         d->memory_bytes = 16.0 * (1u << 30);
     }
     *out = t;
     return LH_OK;
+}
+
+lh_status lh_topology_create(int n_devices, lh_topology **out)
+{
+    lh_status st = topology_alloc(n_devices, out);
+    if (st) return st;
+    int region;
+    st = lh_topology_add_region(*out, "default", &region);
+    if (st) {
+        lh_topology_free(*out);
+        *out = NULL;
+    }
+    return st; /* every device is in region 0, "default" */
 }
 
 static int find_region(const lh_topology *t, const char *name)
@@ -293,7 +300,7 @@ static lh_status read_devices(lh_jpath *p, json_object *root, lh_topology **out)
     if (st) return st;
     if (n < 1) return lh_json_fail(p, "devices", "needs at least one device");
     if (n > 1000000) return lh_json_fail(p, "devices", "more than 1,000,000 devices");
-    st = lh_topology_create((int)n, out);
+    st = topology_alloc((int)n, out);
     if (st) return st;
     lh_topology *t = *out;
     unsigned char *seen = calloc(n, 1);

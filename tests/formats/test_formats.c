@@ -20,7 +20,8 @@ static void test_example_topology(void)
     lh_topology *t;
     LH_ASSERT_OK(lh_topology_load(EXAMPLES "topology.json", &t));
     CU_ASSERT_EQUAL(t->n_devices, 4);
-    CU_ASSERT_EQUAL(t->n_regions, 3); /* "default" is always region 0 */
+    CU_ASSERT_EQUAL(t->n_regions, 2);
+    CU_ASSERT_STRING_EQUAL(t->regions[0], "ohio");
     CU_ASSERT_STRING_EQUAL(t->devices[2].region, "virginia");
     int ok;
     lh_link l = lh_topology_link(t, 0, 1, &ok);
