@@ -44,14 +44,14 @@ void lh_job_defaults(lh_job *job)
     job->batch.steps = 100;
     job->optimizer = (lh_job_optimizer){.lr = 3e-4, .min_lr_fraction = 0.1, .weight_decay = 0.0, .beta1 = 0.9,
                                         .beta2 = 0.95, .eps = 1e-8, .grad_clip = 1.0, .warmup_steps = 0,
-                                        .schedule = LH_LR_COSINE};
+                                        .schedule = LH_JOB_LR_COSINE};
     job->schedule = LH_SCHEDULE_1F1B;
     job->placement.pipeline_stages = 1;
     job->placement.data_parallel = 1;
     snprintf(job->placement.strategy, sizeof job->placement.strategy, "auto");
     job->placement.time_scale = 1.0;
     job->compression = (lh_job_compression){.mode = LH_COMPRESS_FP32, .forward_bits = 4, .backward_bits = 8,
-                                            .gradient_bits = 0, .group_size = 0, .rounding = LH_ROUND_NEAREST,
+                                            .gradient_bits = 0, .group_size = 0, .rounding = LH_JOB_ROUND_NEAREST,
                                             .zstd_level = 0};
     job->checkpoint.keep = 2;
     job->log_every = 1;
@@ -139,7 +139,7 @@ static lh_status read_optimizer(lh_jpath *p, json_object *o, lh_job *job)
     if (!st) st = lh_json_opt_double(p, o, "grad_clip", 0.0, 1e9, &opt->grad_clip, NULL);
     if (!st) st = lh_json_opt_int(p, o, "warmup_steps", 0, INT64_C(1) << 40, &opt->warmup_steps, NULL);
     if (!st) st = lh_json_opt_enum(p, o, "schedule", lr_schedule_names, &schedule, NULL);
-    opt->schedule = (lh_lr_schedule)schedule;
+    opt->schedule = (lh_job_lr_decay)schedule;
     return st;
 }
 
@@ -192,7 +192,7 @@ static lh_status read_compression(lh_jpath *p, json_object *o, lh_job *job)
     if (!st) st = lh_json_opt_enum(p, o, "rounding", rounding_names, &rounding, NULL);
     if (!st) st = lh_json_opt_int(p, o, "zstd_level", 0, 22, &zstd, NULL);
     c->mode = (lh_compress_mode)mode;
-    c->rounding = (lh_rounding)rounding;
+    c->rounding = (lh_job_rounding)rounding;
     c->forward_bits = (int)fw;
     c->backward_bits = (int)bw;
     c->gradient_bits = (int)gb;

@@ -20,9 +20,9 @@ extern "C" {
 #define LH_PATH_MAX 1024
 
 typedef enum { LH_SCHEDULE_GPIPE = 0, LH_SCHEDULE_1F1B } lh_pipeline_schedule;
-typedef enum { LH_LR_COSINE = 0, LH_LR_LINEAR, LH_LR_CONSTANT } lh_lr_schedule;
+typedef enum { LH_JOB_LR_COSINE = 0, LH_JOB_LR_LINEAR, LH_JOB_LR_CONSTANT } lh_job_lr_decay;
 typedef enum { LH_COMPRESS_FP32 = 0, LH_COMPRESS_AQSGD, LH_COMPRESS_DIRECTQ } lh_compress_mode;
-typedef enum { LH_ROUND_NEAREST = 0, LH_ROUND_STOCHASTIC } lh_rounding;
+typedef enum { LH_JOB_ROUND_NEAREST = 0, LH_JOB_ROUND_STOCHASTIC } lh_job_rounding;
 
 typedef struct lh_job_model {
     int layers, channels, heads, context, vocab;
@@ -47,7 +47,7 @@ typedef struct lh_job_batch {
 typedef struct lh_job_optimizer {
     double lr, min_lr_fraction, weight_decay, beta1, beta2, eps, grad_clip;
     int64_t warmup_steps;
-    lh_lr_schedule schedule;
+    lh_job_lr_decay schedule;
 } lh_job_optimizer;
 
 typedef struct lh_job_placement {
@@ -64,7 +64,7 @@ typedef struct lh_job_compression {
     int forward_bits, backward_bits; /* activations / activation gradients */
     int gradient_bits;               /* data-parallel gradients; 0 = fp32 */
     int group_size;                  /* 0 = one scale per channel */
-    lh_rounding rounding;
+    lh_job_rounding rounding;
     int zstd_level;                  /* 0 = off */
 } lh_job_compression;
 
