@@ -45,7 +45,7 @@ void lh_job_defaults(lh_job *job)
     job->optimizer = (lh_job_optimizer){.lr = 3e-4, .min_lr_fraction = 0.1, .weight_decay = 0.0, .beta1 = 0.9,
                                         .beta2 = 0.95, .eps = 1e-8, .grad_clip = 1.0, .warmup_steps = 0,
                                         .schedule = LH_JOB_LR_COSINE};
-    job->schedule = LH_SCHEDULE_1F1B;
+    job->schedule = LH_JOB_SCHEDULE_1F1B;
     job->placement.pipeline_stages = 1;
     job->placement.data_parallel = 1;
     snprintf(job->placement.strategy, sizeof job->placement.strategy, "auto");

@@ -19,7 +19,7 @@ extern "C" {
 
 #define LH_PATH_MAX 1024
 
-typedef enum { LH_SCHEDULE_GPIPE = 0, LH_SCHEDULE_1F1B } lh_pipeline_schedule;
+typedef enum { LH_JOB_SCHEDULE_GPIPE = 0, LH_JOB_SCHEDULE_1F1B } lh_pipeline_schedule;
 typedef enum { LH_JOB_LR_COSINE = 0, LH_JOB_LR_LINEAR, LH_JOB_LR_CONSTANT } lh_job_lr_decay;
 typedef enum { LH_COMPRESS_FP32 = 0, LH_COMPRESS_AQSGD, LH_COMPRESS_DIRECTQ } lh_compress_mode;
 typedef enum { LH_JOB_ROUND_NEAREST = 0, LH_JOB_ROUND_STOCHASTIC } lh_job_rounding;
