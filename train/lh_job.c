@@ -216,6 +216,15 @@ static lh_status read_checkpoint(lh_jpath *p, json_object *o, lh_job *job)
     return st;
 }
 
+static lh_status read_security(lh_jpath *p, json_object *o, lh_job *job)
+{
+    static const char *const keys[] = {"key_file", NULL};
+    lh_status st = lh_json_check_keys(p, o, keys);
+    if (!st) st = lh_json_get_string(p, o, "key_file", job->security.key_file, sizeof job->security.key_file);
+    if (!st && !job->security.key_file[0]) st = lh_json_fail(p, "key_file", "must not be empty");
+    return st;
+}
+
 static lh_status read_section(lh_jpath *p, json_object *root, const char *key, section_reader reader, lh_job *job,
                               int required)
 {
@@ -257,8 +266,8 @@ lh_status lh_job_parse(const char *name, const char *text, size_t len, lh_job *o
     int64_t version, seed = (int64_t)out->seed;
     static const char *const keys[] = {"format",      "version",   "name",       "seed",       "model",
                                        "data",        "batch",     "optimizer",  "pipeline",   "placement",
-                                       "compression", "checkpoint", "output_dir", "log_every", "eval_every",
-                                       "peer_timeout_s", NULL};
+                                       "compression", "checkpoint", "security",  "output_dir", "log_every",
+                                       "eval_every",  "peer_timeout_s", NULL};
     st = lh_json_check_header(&p, root, JOB_FORMAT, JOB_VERSION, &version);
     if (!st) st = lh_json_check_keys(&p, root, keys);
     if (!st) st = lh_json_opt_string(&p, root, "name", out->name, sizeof out->name, NULL);
@@ -279,6 +288,7 @@ lh_status lh_job_parse(const char *name, const char *text, size_t len, lh_job *o
     if (!st) st = read_section(&p, root, "placement", read_placement, out, 0);
     if (!st) st = read_section(&p, root, "compression", read_compression, out, 0);
     if (!st) st = read_section(&p, root, "checkpoint", read_checkpoint, out, 0);
+    if (!st) st = read_section(&p, root, "security", read_security, out, 0);
     if (!st) st = lh_json_opt_string(&p, root, "output_dir", out->output_dir, sizeof out->output_dir, NULL);
     if (!st) st = lh_json_opt_int(&p, root, "log_every", 1, INT64_C(1) << 40, &out->log_every, NULL);
     if (!st) st = lh_json_opt_int(&p, root, "eval_every", 0, INT64_C(1) << 40, &out->eval_every, NULL);
@@ -303,6 +313,18 @@ static lh_status resolve_input(const char *job_path, char *path, size_t cap, con
     return LH_OK;
 }
 
+lh_status lh_job_resolve_paths(lh_job *job, const char *job_path)
+{
+    lh_status st = resolve_input(job_path, job->model.init_checkpoint, sizeof job->model.init_checkpoint, NULL);
+    if (!st) st = resolve_input(job_path, job->data.train, sizeof job->data.train, "embedded");
+    if (!st) st = resolve_input(job_path, job->data.val, sizeof job->data.val, NULL);
+    if (!st) st = resolve_input(job_path, job->data.tokenizer, sizeof job->data.tokenizer, "byte");
+    if (!st) st = resolve_input(job_path, job->placement.topology, sizeof job->placement.topology, NULL);
+    if (!st) st = resolve_input(job_path, job->placement.plan, sizeof job->placement.plan, NULL);
+    if (!st) st = resolve_input(job_path, job->security.key_file, sizeof job->security.key_file, NULL);
+    return st;
+}
+
 lh_status lh_job_load(const char *path, lh_job *out)
 {
     char *text;
@@ -311,11 +333,5 @@ lh_status lh_job_load(const char *path, lh_job *out)
     if (st) return st;
     st = lh_job_parse(path, text, len, out);
     free(text);
-    if (!st) st = resolve_input(path, out->model.init_checkpoint, sizeof out->model.init_checkpoint, NULL);
-    if (!st) st = resolve_input(path, out->data.train, sizeof out->data.train, "embedded");
-    if (!st) st = resolve_input(path, out->data.val, sizeof out->data.val, NULL);
-    if (!st) st = resolve_input(path, out->data.tokenizer, sizeof out->data.tokenizer, "byte");
-    if (!st) st = resolve_input(path, out->placement.topology, sizeof out->placement.topology, NULL);
-    if (!st) st = resolve_input(path, out->placement.plan, sizeof out->placement.plan, NULL);
-    return st;
+    return st ? st : lh_job_resolve_paths(out, path);
 }

@@ -75,6 +75,10 @@ typedef struct lh_job_checkpoint {
     int resume;            /* resume from the newest committed checkpoint */
 } lh_job_checkpoint;
 
+typedef struct lh_job_security {
+    char key_file[LH_PATH_MAX]; /* "" = frames carry CRC-32C only; else encrypt with this job secret */
+} lh_job_security;
+
 typedef struct lh_job {
     char name[64];
     uint64_t seed;
@@ -86,6 +90,7 @@ typedef struct lh_job {
     lh_job_placement placement;
     lh_job_compression compression;
     lh_job_checkpoint checkpoint;
+    lh_job_security security;
     char output_dir[LH_PATH_MAX];
     int64_t log_every;
     int64_t eval_every; /* 0 = only at the end */
@@ -98,7 +103,10 @@ void lh_job_defaults(lh_job *job);
 /** Parse and validate a job document held in memory; `name` is used in messages. */
 lh_status lh_job_parse(const char *name, const char *text, size_t len, lh_job *out);
 
-/** Load and validate a job file; relative paths inside it are resolved against its folder. */
+/** Make the job's relative input paths relative to the folder of `job_path` (the file they came from). */
+lh_status lh_job_resolve_paths(lh_job *job, const char *job_path);
+
+/** Load and validate a job file, then lh_job_resolve_paths. */
 lh_status lh_job_load(const char *path, lh_job *out);
 
 /** Names for the enums, as written in files. */

@@ -128,7 +128,7 @@ static void test_example_plan_and_job(void)
     CU_ASSERT_EQUAL(job.model.layers, 4);
     CU_ASSERT_EQUAL(job.batch.micro_batch, 2);
     CU_ASSERT_EQUAL(job.compression.mode, LH_COMPRESS_AQSGD);
-    CU_ASSERT_EQUAL(job.schedule, LH_SCHEDULE_1F1B);
+    CU_ASSERT_EQUAL(job.schedule, LH_JOB_SCHEDULE_1F1B);
     CU_ASSERT_STRING_EQUAL(job.data.train, "embedded");
     /* Input paths are resolved against the job file's folder. */
     CU_ASSERT_STRING_EQUAL(job.placement.topology, EXAMPLES "topology.json");
