@@ -7,6 +7,7 @@
 #ifndef LH_CLI_COMMANDS_H
 #define LH_CLI_COMMANDS_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "lh_status.h"
@@ -20,5 +21,20 @@ int cli_report(const char *cmd, lh_status st);
 
 int cmd_check(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+
+/** What `longhaul train` (and the demo) runs. */
+typedef struct train_request {
+    const char *job_path;      /* the job file, or a name for job_text in messages */
+    const char *job_text;      /* when set, the job itself (paths in it are not resolved) */
+    const char *topology_text; /* when set, the topology itself (instead of the job's file) */
+    const char *plan_path;     /* overrides the job's plan */
+    int64_t steps;             /* > 0: stop after this many steps */
+    int quiet;                 /* no per-step lines */
+} train_request;
+
+/** Run a training job under MPI (initialising it if needed); returns the exit status. */
+int train_run(const train_request *req);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

@@ -22,6 +22,8 @@ static const command commands[] = {
     {"version", "print the version and what this build contains (CUDA, NCCL, ...)", cmd_version},
     {"check", "validate topology, plan and job files and summarise them", cmd_check},
     {"demo", "run the built-in demonstration on embedded data", cmd_demo},
+    {"train", "train a job across ranks: mpirun -np N longhaul train job.json", cmd_train},
+    {"tokenize", "turn a text file into llm.c token shards (or --decode one)", cmd_tokenize},
 };
 static const size_t command_count = sizeof commands / sizeof commands[0];
 

@@ -51,7 +51,9 @@ lh_status lh_plan_create(int stages, int replicas, int layers, lh_plan **out)
         p->num_layers[s] = layers / stages + (s < layers % stages ? 1 : 0);
         first += p->num_layers[s];
     }
-    for (int i = 0; i < stages * replicas; i++) p->device[i] = i;
+    /* Megatron's rank order: data-parallel ranks of a stage are adjacent. */
+    for (int r = 0; r < replicas; r++)
+        for (int s = 0; s < stages; s++) p->device[r * stages + s] = s * replicas + r;
     *out = p;
     return LH_OK;
 }

@@ -33,7 +33,10 @@ typedef struct lh_plan {
     double cost_s;       /* estimated cost in seconds; < 0 when unknown */
 } lh_plan;
 
-/** Allocate a plan with layers split as evenly as possible; devices in rank order. */
+/**
+ * Allocate a plan with layers split as evenly as possible and devices in
+ * Megatron's rank order: stage s of replica r on device s * replicas + r.
+ */
 lh_status lh_plan_create(int stages, int replicas, int layers, lh_plan **out);
 
 /** Free a plan (NULL is accepted). */

@@ -1,0 +1,393 @@
+/*
+ * longhaul train: `mpirun -np N longhaul train job.json`.
+ *
+ * Rank 0 is the coordinator: it reads the job (so workers need not share a
+ * file system for it), the topology and the plan, or runs the scheduler, and
+ * broadcasts what every rank needs.  Every rank then builds its part of the
+ * engine.  A failure after MPI is up ends the whole job with MPI_Abort, since
+ * peers blocked in a collective would otherwise wait forever; the error is
+ * printed first, naming the rank.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "lh_comm.h"
+#include "lh_data.h"
+#include "lh_engine.h"
+#include "lh_io.h"
+#include "lh_job.h"
+#include "lh_log.h"
+#include "lh_sched.h"
+#include "lh_time.h"
+#include "lh_topology.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mpirun -np N longhaul train JOB.json [options]\n\n"
+            "Train the model a job file describes across N ranks (N = pipeline_stages x data_parallel).\n\n"
+            "options:\n"
+            "  --steps N      stop after N steps (default: the job's steps or epochs)\n"
+            "  --plan FILE    use this plan instead of the job's plan or the scheduler\n"
+            "  --quiet        no per-step progress lines\n"
+            "  --help         this text\n");
+}
+
+static int parse_args(int argc, char **argv, train_request *a)
+{
+    static const struct option options[] = {{"steps", required_argument, NULL, 's'},
+                                            {"plan", required_argument, NULL, 'p'},
+                                            {"quiet", no_argument, NULL, 'q'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
+    memset(a, 0, sizeof *a);
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (c) {
+        case 's': {
+            char *end;
+            a->steps = strtoll(optarg, &end, 10);
+            if (*end || a->steps < 1) {
+                fprintf(stderr, "longhaul train: --steps needs a positive integer, got '%s'\n", optarg);
+                return LH_EXIT_USAGE;
+            }
+            break;
+        }
+        case 'p': a->plan_path = optarg; break;
+        case 'q': a->quiet = 1; break;
+        case 'h': usage(stdout); return -1;
+        default: usage(stderr); return LH_EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return LH_EXIT_USAGE;
+    }
+    a->job_path = argv[optind];
+    return LH_EXIT_OK;
+}
+
+/* Broadcast a status from rank 0 (with its message) so every rank fails together. */
+static lh_status agree(lh_status st, int rank)
+{
+    char msg[1024];
+    int code = (int)st;
+    MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (rank == 0) snprintf(msg, sizeof msg, "%s", lh_last_error());
+    MPI_Bcast(msg, sizeof msg, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (code != LH_OK && rank != 0) return lh_fail((lh_status)code, "%s", msg);
+    return (lh_status)code;
+}
+
+static lh_workload workload_from_job(const lh_job *job)
+{
+    lh_workload w;
+    lh_workload_dtfm_gpt3xl(&w); /* defaults for every field, then the job's own figures */
+    w.layers = job->model.layers;
+    w.hidden = job->model.channels;
+    w.seq_len = job->batch.seq_len;
+    w.vocab = job->model.vocab;
+    w.stages = job->placement.pipeline_stages;
+    w.replicas = job->placement.data_parallel;
+    w.batch = job->batch.batch_size;
+    w.micro_batch = job->batch.micro_batch;
+    w.act_bytes = 4;
+    w.grad_bytes = 4;
+    w.act_bits = job->compression.mode == LH_COMPRESS_FP32 ? 32 : job->compression.forward_bits;
+    w.grad_bits = job->compression.gradient_bits ? job->compression.gradient_bits : 32;
+    w.schedule = job->schedule == LH_JOB_SCHEDULE_GPIPE ? LH_SCHEDULE_GPIPE : LH_SCHEDULE_1F1B;
+    w.dtfm_c_dp_bytes = 0;
+    w.dtfm_c_pp_bytes = 0;
+    return w;
+}
+
+/* Rank 0: the plan from a file, the scheduler, or rank order. */
+static lh_status decide_plan(const lh_job *job, const char *plan_path, const lh_topology *topology, lh_plan **out)
+{
+    int stages = job->placement.pipeline_stages, replicas = job->placement.data_parallel;
+    if (plan_path && plan_path[0]) {
+        lh_status st = lh_plan_load(plan_path, out);
+        if (!st) st = lh_plan_validate(*out, topology);
+        if (!st && ((*out)->stages != stages || (*out)->replicas != replicas))
+            st = lh_fail(LH_ERR_MISMATCH, "%s: plan is %d stages x %d replicas but the job asks for %d x %d",
+                         plan_path, (*out)->stages, (*out)->replicas, stages, replicas);
+        return st;
+    }
+    if (!topology) {
+        LH_INFO("placement: rank order (no topology to plan with)");
+        lh_status st = lh_plan_create(stages, replicas, job->model.layers, out);
+        if (!st) snprintf((*out)->strategy, sizeof (*out)->strategy, "rank");
+        return st;
+    }
+    lh_workload w = workload_from_job(job);
+    lh_sched_problem *problem;
+    lh_status st = lh_sched_problem_create(topology, &w, &problem);
+    if (st) return st;
+    const char *name = job->placement.strategy;
+    if (strcmp(name, "auto") == 0) name = topology->n_devices <= LH_SCHED_DENSE_MAX ? "ils" : "hier";
+    const lh_strategy *strategy = lh_strategy_find(name);
+    if (!strategy) {
+        lh_sched_problem_free(problem);
+        return lh_fail(LH_ERR_NOT_FOUND, "placement.strategy: no strategy named \"%s\"", name);
+    }
+    lh_strategy_options opts = {.seed = job->seed};
+    double t0 = lh_now_s();
+    st = strategy->run(problem, &opts, out);
+    if (!st) {
+        LH_INFO("placement: %s placed %d stages x %d replicas in %.3f s (DT-FM cost %.4g s)", name, stages, replicas,
+                lh_now_s() - t0, (*out)->cost_s);
+        if ((*out)->layers != job->model.layers) st = lh_fail(LH_ERR_INTERNAL, "scheduler returned a plan of the wrong size");
+    }
+    lh_sched_problem_free(problem);
+    return st;
+}
+
+/* Rank 0 holds `plan`; every rank ends with its own copy. */
+static lh_status broadcast_plan(lh_plan **plan, int rank)
+{
+    int dims[3] = {0};
+    if (rank == 0) {
+        dims[0] = (*plan)->stages;
+        dims[1] = (*plan)->replicas;
+        dims[2] = (*plan)->layers;
+    }
+    MPI_Bcast(dims, 3, MPI_INT, 0, MPI_COMM_WORLD);
+    if (rank != 0) {
+        lh_status st = lh_plan_create(dims[0], dims[1], dims[2], plan);
+        if (st) return st;
+    }
+    MPI_Bcast((*plan)->first_layer, dims[0], MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Bcast((*plan)->num_layers, dims[0], MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Bcast((*plan)->device, dims[0] * dims[1], MPI_INT, 0, MPI_COMM_WORLD);
+    return lh_plan_validate(*plan, NULL);
+}
+
+/* Rank 0 read the job file (or holds the embedded text); everyone parses the same bytes. */
+static lh_status broadcast_job(const train_request *req, lh_job *job, int rank)
+{
+    const char *path = req->job_path;
+    char *text = NULL;
+    size_t len = 0;
+    lh_status st = LH_OK;
+    if (rank == 0 && req->job_text) {
+        len = strlen(req->job_text);
+        text = strdup(req->job_text);
+        if (!text) st = lh_fail(LH_ERR_NOMEM, "out of memory");
+    } else if (rank == 0) {
+        st = lh_read_file(path, (size_t)16 << 20, &text, &len);
+    }
+    st = agree(st, rank);
+    if (st) return st;
+    uint64_t len64 = len;
+    MPI_Bcast(&len64, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    if (rank != 0 && !(text = malloc((size_t)len64 + 1))) return lh_fail(LH_ERR_NOMEM, "out of memory");
+    MPI_Bcast(text, (int)len64, MPI_CHAR, 0, MPI_COMM_WORLD);
+    st = lh_job_parse(path, text, (size_t)len64, job);
+    if (!st && !req->job_text) st = lh_job_resolve_paths(job, path);
+    free(text);
+    return st;
+}
+
+/* The emulated network, built by every rank from matrices rank 0 broadcasts. */
+static lh_status build_emulation(const lh_job *job, const lh_topology *topology, int rank, int size, lh_netem **out)
+{
+    *out = NULL;
+    if (!job->placement.emulate) return LH_OK;
+    double *lat = malloc((size_t)size * size * sizeof *lat), *bw = malloc((size_t)size * size * sizeof *bw);
+    lh_status st = (!lat || !bw) ? lh_fail(LH_ERR_NOMEM, "out of memory") : LH_OK;
+    if (!st && rank == 0) {
+        if (topology->n_devices < size)
+            st = lh_fail(LH_ERR_MISMATCH, "%s: %d devices cannot emulate %d ranks", job->placement.topology,
+                         topology->n_devices, size);
+        for (int i = 0; i < size && !st; i++)
+            for (int j = 0; j < size; j++) {
+                int ok = 1;
+                lh_link l = i == j ? (lh_link){0, INFINITY} : lh_topology_link(topology, i, j, &ok);
+                lat[i * size + j] = l.latency_s;
+                bw[i * size + j] = i == j ? 1e15 : l.bandwidth_bps;
+            }
+    }
+    st = agree(st, rank);
+    if (!st) {
+        MPI_Bcast(lat, size * size, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        MPI_Bcast(bw, size * size, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        st = lh_netem_create(size, lat, bw, job->placement.time_scale, out);
+    }
+    free(lat);
+    free(bw);
+    return st;
+}
+
+static void fmt_bytes(double b, char *out, size_t cap)
+{
+    const char *unit[] = {"B", "kB", "MB", "GB", "TB"};
+    int u = 0;
+    while (b >= 1000 && u < 4) {
+        b /= 1000;
+        u++;
+    }
+    snprintf(out, cap, "%.3g %s", b, unit[u]);
+}
+
+static void print_progress(const lh_step_report *r, int64_t total, int emulated)
+{
+    char wire[32], raw[32];
+    fmt_bytes((double)r->wire_bytes, wire, sizeof wire);
+    fmt_bytes((double)r->raw_bytes, raw, sizeof raw);
+    double compute = r->step_s > 0 ? 100.0 * r->compute_s / r->step_s : 0;
+    double comm = r->step_s > 0 ? 100.0 * r->comm_s / r->step_s : 0;
+    printf("step %5lld/%lld | loss %.4f | lr %.2e | %7.0f tok/s | rank0 compute %3.0f%% comm %3.0f%% | "
+           "wire %s (fp32 %s)%s\n",
+           (long long)r->step + 1, (long long)total, r->loss, r->lr, r->tokens_per_s, compute, comm, wire, raw,
+           emulated ? " [emulated links]" : "");
+    fflush(stdout);
+}
+
+static void write_metric(FILE *f, const lh_step_report *r, int emulated)
+{
+    if (!f) return;
+    fprintf(f,
+            "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"step_s\": %.6f, "
+            "\"tokens_per_s\": %.3f, \"compute_s\": %.6f, \"comm_s\": %.6f, \"raw_bytes\": %llu, "
+            "\"wire_bytes\": %llu, \"emulated\": %s}\n",
+            (long long)r->step, r->loss, r->lr, r->grad_norm, r->step_s, r->tokens_per_s, r->compute_s, r->comm_s,
+            (unsigned long long)r->raw_bytes, (unsigned long long)r->wire_bytes, emulated ? "true" : "false");
+    fflush(f);
+}
+
+static lh_status run(const train_request *args, int rank, int size)
+{
+    lh_job job;
+    lh_status st = broadcast_job(args, &job, rank);
+    if (st) return st;
+    if (job.placement.pipeline_stages * job.placement.data_parallel != size)
+        return lh_fail(LH_ERR_MISMATCH, "%s: the job needs %d x %d = %d ranks; mpirun started %d", args->job_path,
+                       job.placement.pipeline_stages, job.placement.data_parallel,
+                       job.placement.pipeline_stages * job.placement.data_parallel, size);
+
+    lh_topology *topology = NULL;
+    lh_plan *plan = NULL;
+    if (rank == 0) {
+        if (args->topology_text)
+            st = lh_topology_parse(job.placement.topology, args->topology_text, strlen(args->topology_text),
+                                   &topology);
+        else if (job.placement.topology[0])
+            st = lh_topology_load(job.placement.topology, &topology);
+        if (!st) st = decide_plan(&job, args->plan_path ? args->plan_path : job.placement.plan, topology, &plan);
+        if (!st) st = lh_mkdir_p(job.output_dir);
+        if (!st) {
+            char path[LH_PATH_MAX + 32];
+            snprintf(path, sizeof path, "%s/plan.json", job.output_dir);
+            st = lh_plan_save(plan, path);
+            if (!st) LH_INFO("plan written to %s", path);
+        }
+    }
+    st = agree(st, rank);
+    if (!st) st = broadcast_plan(&plan, rank);
+
+    lh_netem *netem = NULL;
+    uint8_t secret[LH_KEY_BYTES];
+    lh_comm *world = NULL;
+    if (!st) st = build_emulation(&job, topology, rank, size, &netem);
+    if (!st && job.security.key_file[0]) st = lh_key_load(job.security.key_file, secret);
+    if (!st) {
+        lh_comm_options opts = {.job_secret = job.security.key_file[0] ? secret : NULL, .emulation = netem};
+        st = lh_comm_create(MPI_COMM_WORLD, &opts, &world);
+    }
+
+    uint16_t *tokens = NULL;
+    size_t n_tokens = 0;
+    if (!st) st = lh_data_load_tokens(job.data.train, (uint32_t)job.model.vocab, &tokens, &n_tokens);
+    lh_engine *engine = NULL;
+    if (!st) st = lh_engine_create(&job, plan, world, tokens, n_tokens, &engine);
+
+    FILE *metrics = NULL;
+    if (!st && rank == 0) {
+        char path[LH_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", job.output_dir);
+        metrics = fopen(path, "w");
+        if (!metrics) LH_WARN("cannot write %s; metrics go to the log only", path);
+    }
+    int64_t total = engine ? lh_engine_total_steps(engine) : 0;
+    if (args->steps > 0 && args->steps < total) total = args->steps;
+    if (!st && rank == 0)
+        printf("longhaul train: job '%s', %d stages x %d replicas, %lld steps, compression %s%s\n", job.name,
+               plan->stages, plan->replicas, (long long)total, lh_compress_mode_name(job.compression.mode),
+               netem ? ", EMULATED network" : "");
+
+    lh_step_report r = {0};
+    double first_loss = NAN, t0 = lh_now_s(), tokens_done = 0;
+    uint64_t raw = 0, wire = 0;
+    for (int64_t i = 0; i < total && !st; i++) {
+        st = lh_engine_step(engine, &r);
+        if (st) break;
+        if (i == 0) first_loss = r.loss;
+        raw += r.raw_bytes;
+        wire += r.wire_bytes;
+        tokens_done += r.tokens_per_s * r.step_s;
+        if (rank == 0) {
+            write_metric(metrics, &r, netem != NULL);
+            if (!args->quiet && ((i + 1) % job.log_every == 0 || i + 1 == total)) print_progress(&r, total, netem != NULL);
+        }
+        if (job.eval_every > 0 && (i + 1) % job.eval_every == 0 && i + 1 < total) {
+            double val;
+            st = lh_engine_evaluate(engine, 8, &val);
+            if (!st && rank == 0) printf("step %lld: validation loss %.4f\n", (long long)i + 1, val);
+        }
+    }
+    double val = NAN;
+    if (!st && job.data.val_fraction > 0) st = lh_engine_evaluate(engine, 0, &val);
+    if (!st && rank == 0) {
+        double elapsed = lh_now_s() - t0;
+        char w[32], rw[32];
+        fmt_bytes((double)wire, w, sizeof w);
+        fmt_bytes((double)raw, rw, sizeof rw);
+        printf("\nlonghaul train: done in %.1f s\n", elapsed);
+        printf("  loss        %.4f -> %.4f (validation %.4f)\n", first_loss, r.loss, val);
+        printf("  throughput  %.0f tokens/s%s\n", tokens_done / (elapsed > 0 ? elapsed : 1),
+               netem ? " (network emulated)" : "");
+        printf("  bytes sent  %s on the wire vs %s as fp32 (%.1fx less)\n", w, rw, wire ? (double)raw / wire : 0.0);
+        if (metrics) fprintf(metrics, "{\"event\": \"end\", \"val_loss\": %.6f, \"elapsed_s\": %.3f}\n", val, elapsed);
+    }
+    if (metrics) fclose(metrics);
+    lh_engine_free(engine);
+    free(tokens);
+    lh_comm_free(world);
+    lh_netem_free(netem);
+    lh_plan_free(plan);
+    lh_topology_free(topology);
+    return st;
+}
+
+int train_run(const train_request *req)
+{
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) MPI_Init(NULL, NULL);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    lh_log_set_rank(rank);
+    lh_status st = run(req, rank, size);
+    if (st) {
+        fprintf(stderr, "longhaul train: rank %d: error (%s): %s\n", rank, lh_status_name(st), lh_last_error());
+        fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, LH_EXIT_FAILURE);
+    }
+    MPI_Finalize();
+    return LH_EXIT_OK;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_request req;
+    int rc = parse_args(argc, argv, &req);
+    if (rc) return rc < 0 ? LH_EXIT_OK : rc;
+    return train_run(&req);
+}

@@ -1,0 +1,629 @@
+/*
+ * The training engine: pipeline schedules, compressed pipeline links,
+ * data-parallel gradient sync, tied embeddings, clipping and AdamW.
+ *
+ * Messages between stages.  Compressed tensors have a size known only to the
+ * sender, so each goes as two messages on the same channel: an 8-byte length,
+ * then the payload.  Both are posted non-blocking back to back, so on a real
+ * or emulated link the second rides right behind the first and the length
+ * costs no extra round trip.  fp32 tensors have a size both ends know and go
+ * as one message.  Channel 0 carries activations forward, channel 1
+ * activation gradients backward, channel 2 evaluation activations; each
+ * channel is ordered per peer, which is all the schedules need.
+ *
+ * AQ-SGD state.  Each link s -> s+1 has a sender codec on stage s and a
+ * receiver codec on stage s+1, keyed by the dataset's stable sample ids; both
+ * ends draw the same batches, so they agree on the ids without traffic.
+ * A digest mismatch found by the receiver ends the step with an error naming
+ * the samples (the codec has already invalidated them on this side).
+ */
+#include "lh_engine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lh_compress.h"
+#include "lh_data.h"
+#include "lh_log.h"
+#include "lh_optim.h"
+#include "lh_time.h"
+
+enum { CHANNEL_FORWARD = 0, CHANNEL_BACKWARD = 1, CHANNEL_EVAL = 2 };
+
+struct lh_engine {
+    lh_job job;
+    int rank, stage, replica, stages, replicas;
+    int micro_batches, micro, seq, channels;
+    int slots;
+    int64_t step, total_steps;
+    lh_lr_schedule lr;
+
+    lh_comm *world, *pipe, *dp, *tied;
+    lh_stage *model;
+    lh_dataset *train, *val;
+
+    /* Per step: M micro-batches of (micro x seq) tokens, targets and ids. */
+    int32_t *tokens, *targets;
+    uint64_t *ids;
+    float *act_in, *act_out, *grad_in, *grad_out; /* (micro, seq, C) each */
+    uint8_t *msg;                                 /* encode / receive buffer */
+    size_t msg_cap;
+
+    lh_aq_codec *aq_send, *aq_recv; /* forward link codecs (AQ-SGD) */
+    lh_quant_ctx *quant;            /* DirectQ forward, quantized backward */
+    lh_quant_params forward_params, backward_params;
+    lh_grad_codec *grad_codec;      /* data-parallel gradients, error feedback */
+
+    lh_comm_request **pending; /* outstanding sends of this step */
+    int n_pending, cap_pending;
+
+    double compute_s, comm_s;
+    uint64_t raw_bytes;
+};
+
+/* ---- small helpers ---- */
+
+static double elapsed_since(double t0) { return lh_now_s() - t0; }
+
+static lh_status track_send(lh_engine *e, lh_comm_request *req)
+{
+    if (e->n_pending == e->cap_pending) {
+        int cap = e->cap_pending ? 2 * e->cap_pending : 16;
+        lh_comm_request **grown = realloc(e->pending, (size_t)cap * sizeof *grown);
+        if (!grown) return lh_fail(LH_ERR_NOMEM, "engine: out of memory for send requests");
+        e->pending = grown;
+        e->cap_pending = cap;
+    }
+    e->pending[e->n_pending++] = req;
+    return LH_OK;
+}
+
+static lh_status wait_sends(lh_engine *e)
+{
+    double t0 = lh_now_s();
+    lh_status st = lh_comm_waitall(e->pending, e->n_pending);
+    e->n_pending = 0;
+    e->comm_s += elapsed_since(t0);
+    return st;
+}
+
+/* Send `len` bytes to pipeline peer `peer`, with a length message first when `sized`. */
+static lh_status send_message(lh_engine *e, const void *buf, size_t len, int peer, int channel, int sized)
+{
+    double t0 = lh_now_s();
+    lh_comm_request *req;
+    lh_status st = LH_OK;
+    if (sized) {
+        uint64_t len64 = len;
+        st = lh_comm_isend(e->pipe, &len64, sizeof len64, peer, channel, &req);
+        if (!st) st = track_send(e, req);
+    }
+    if (!st) st = lh_comm_isend(e->pipe, buf, len, peer, channel, &req);
+    if (!st) st = track_send(e, req);
+    e->comm_s += elapsed_since(t0);
+    return st;
+}
+
+/* Receive a message sent by send_message into e->msg (sized) or `dst` (exact size). */
+static lh_status recv_message(lh_engine *e, void *dst, size_t exact, int peer, int channel, size_t *len)
+{
+    double t0 = lh_now_s();
+    lh_status st;
+    if (dst) {
+        st = lh_comm_recv(e->pipe, dst, exact, peer, channel);
+        *len = exact;
+    } else {
+        uint64_t len64 = 0;
+        st = lh_comm_recv(e->pipe, &len64, sizeof len64, peer, channel);
+        if (!st && len64 > e->msg_cap)
+            st = lh_fail(LH_ERR_COMM, "engine: stage %d announced a %llu-byte message, more than the %zu allowed",
+                         e->stage + (peer > e->stage ? 1 : -1), (unsigned long long)len64, e->msg_cap);
+        if (!st) st = lh_comm_recv(e->pipe, e->msg, (size_t)len64, peer, channel);
+        *len = (size_t)len64;
+    }
+    e->comm_s += elapsed_since(t0);
+    return st;
+}
+
+static size_t tensor_floats(const lh_engine *e) { return (size_t)e->micro * e->seq * e->channels; }
+
+/* ---- creation ---- */
+
+static lh_quant_params params_for(const lh_job *job, int bits)
+{
+    lh_quant_params p = lh_quant_params_default(bits);
+    if (job->compression.group_size > 0) {
+        p.grouping = LH_GROUP_BLOCK;
+        p.group_size = (uint32_t)job->compression.group_size;
+    }
+    p.rounding = job->compression.rounding == LH_JOB_ROUND_STOCHASTIC ? LH_ROUND_STOCHASTIC : LH_ROUND_NEAREST;
+    p.zstd_level = job->compression.zstd_level;
+    return p;
+}
+
+static lh_status open_datasets(lh_engine *e, const uint16_t *tokens, size_t n_tokens)
+{
+    lh_dataset_config cfg;
+    lh_dataset_config_default(&cfg);
+    cfg.seq_len = (uint32_t)e->seq;
+    cfg.vocab_size = (uint32_t)e->job.model.vocab;
+    cfg.replica = (uint32_t)e->replica;
+    cfg.replicas = (uint32_t)e->replicas;
+    cfg.seed = e->job.seed;
+    cfg.val_fraction = e->job.data.val_fraction;
+    cfg.split = LH_SPLIT_TRAIN;
+    lh_status st = lh_dataset_create_from_tokens(tokens, n_tokens, &cfg, &e->train);
+    if (st) return lh_fail_prefix(st, "engine: training data");
+    if (lh_dataset_replica_samples(e->train) < 1)
+        return lh_fail(LH_ERR_INVALID_ARG, "engine: replica %d has no training samples of %d tokens", e->replica,
+                       e->seq);
+    if (e->job.data.val_fraction > 0) {
+        cfg.split = LH_SPLIT_VAL;
+        cfg.shuffle = 0;
+        st = lh_dataset_create_from_tokens(tokens, n_tokens, &cfg, &e->val);
+        if (st) return lh_fail_prefix(st, "engine: validation data");
+    }
+    return LH_OK;
+}
+
+static lh_status open_codecs(lh_engine *e)
+{
+    const lh_job_compression *c = &e->job.compression;
+    lh_status st = lh_quant_ctx_create(&e->quant);
+    if (st) return st;
+    e->forward_params = params_for(&e->job, c->forward_bits);
+    e->backward_params = params_for(&e->job, c->backward_bits);
+    size_t n = tensor_floats(e);
+    e->msg_cap = n * sizeof(float) + 4096;
+    if (c->mode == LH_COMPRESS_AQSGD) {
+        lh_aq_config cfg = {.sample_rows = (size_t)e->seq,
+                            .channels = (size_t)e->channels,
+                            .max_samples = lh_dataset_total_samples(e->train),
+                            .storage = LH_AQ_STORE_FP32,
+                            .mmap_path = NULL,
+                            .quant = e->forward_params,
+                            .seed = e->job.seed};
+        if (e->stage < e->stages - 1 && (st = lh_aq_create(&cfg, &e->aq_send))) return st;
+        if (e->stage > 0 && (st = lh_aq_create(&cfg, &e->aq_recv))) return st;
+        lh_aq_codec *any = e->aq_send ? e->aq_send : e->aq_recv;
+        if (any && lh_aq_bound(any, (size_t)e->micro) > e->msg_cap) e->msg_cap = lh_aq_bound(any, (size_t)e->micro);
+    }
+    if (c->mode != LH_COMPRESS_FP32) {
+        size_t rows = (size_t)e->micro * e->seq;
+        size_t fb = lh_quant_bound(&e->forward_params, rows, (size_t)e->channels);
+        size_t bb = lh_quant_bound(&e->backward_params, rows, (size_t)e->channels);
+        if (fb > e->msg_cap) e->msg_cap = fb;
+        if (bb > e->msg_cap) e->msg_cap = bb;
+    }
+    if (c->gradient_bits > 0 && e->replicas > 1) {
+        lh_quant_params gp = params_for(&e->job, c->gradient_bits);
+        gp.grouping = LH_GROUP_BLOCK;
+        gp.group_size = c->group_size > 0 ? (uint32_t)c->group_size : 128;
+        st = lh_grad_create((size_t)lh_stage_param_count(e->model), &gp, e->job.seed + (uint64_t)e->rank,
+                            &e->grad_codec);
+        if (st) return st;
+    }
+    e->msg = malloc(e->msg_cap);
+    if (!e->msg) return lh_fail(LH_ERR_NOMEM, "engine: cannot allocate a %zu-byte message buffer", e->msg_cap);
+    return LH_OK;
+}
+
+lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *world, const uint16_t *tokens,
+                           size_t n_tokens, lh_engine **out)
+{
+    *out = NULL;
+    int world_size = lh_comm_size(world), rank = lh_comm_rank(world);
+    if (plan->stages * plan->replicas != world_size)
+        return lh_fail(LH_ERR_MISMATCH, "engine: the plan needs %d x %d = %d ranks but the job has %d",
+                       plan->stages, plan->replicas, plan->stages * plan->replicas, world_size);
+    if (plan->layers != job->model.layers)
+        return lh_fail(LH_ERR_MISMATCH, "engine: the plan splits %d layers but the model has %d", plan->layers,
+                       job->model.layers);
+    lh_status st = lh_plan_validate(plan, NULL);
+    if (st) return st;
+    int stage = -1, replica = -1;
+    if (!lh_plan_find_device(plan, rank, &replica, &stage))
+        return lh_fail(LH_ERR_MISMATCH, "engine: rank %d runs no stage in the plan", rank);
+
+    lh_engine *e = calloc(1, sizeof *e);
+    if (!e) return lh_fail(LH_ERR_NOMEM, "engine: out of memory");
+    e->job = *job;
+    e->rank = rank;
+    e->stage = stage;
+    e->replica = replica;
+    e->stages = plan->stages;
+    e->replicas = plan->replicas;
+    e->micro = job->batch.micro_batch;
+    e->micro_batches = job->batch.batch_size / job->batch.micro_batch;
+    e->seq = job->batch.seq_len;
+    e->channels = job->model.channels;
+    e->world = world;
+    e->slots = job->schedule == LH_JOB_SCHEDULE_GPIPE ? e->micro_batches
+                                                  : (e->stages - stage < e->micro_batches ? e->stages - stage
+                                                                                          : e->micro_batches);
+
+    /* Sub-communicators: the replica's pipeline, the stage's data-parallel group, the tied pair. */
+    st = lh_comm_split(world, replica, stage, &e->pipe);
+    if (!st) st = lh_comm_split(world, stage, replica, &e->dp);
+    int tied_color = (plan->stages > 1 && (stage == 0 || stage == plan->stages - 1)) ? replica : -1;
+    if (!st) st = lh_comm_split(world, tied_color, stage, &e->tied);
+
+    lh_model_config cfg = {.max_seq_len = job->model.context,
+                           .vocab_size = job->model.vocab,
+                           .padded_vocab_size = 0,
+                           .num_layers = job->model.layers,
+                           .num_heads = job->model.heads,
+                           .channels = job->model.channels};
+    lh_stage_spec spec = {.first_layer = plan->first_layer[stage],
+                          .layer_count = plan->num_layers[stage],
+                          .has_embedding = stage == 0,
+                          .has_head = stage == plan->stages - 1};
+    if (!st) st = lh_model_config_check(&cfg);
+    if (!st) st = lh_stage_create(&cfg, &spec, e->micro, e->seq, e->slots, &e->model);
+    if (!st) lh_stage_init_params(e->model, job->seed);
+    if (!st) st = open_datasets(e, tokens, n_tokens);
+    if (!st) {
+        size_t per_step = (size_t)e->micro_batches * e->micro * e->seq;
+        size_t n = tensor_floats(e);
+        e->tokens = malloc(per_step * sizeof *e->tokens);
+        e->targets = malloc(per_step * sizeof *e->targets);
+        e->ids = malloc((size_t)e->micro_batches * e->micro * sizeof *e->ids);
+        e->act_in = malloc(n * sizeof(float));
+        e->act_out = malloc(n * sizeof(float));
+        e->grad_in = malloc(n * sizeof(float));
+        e->grad_out = malloc(n * sizeof(float));
+        if (!e->tokens || !e->targets || !e->ids || !e->act_in || !e->act_out || !e->grad_in || !e->grad_out)
+            st = lh_fail(LH_ERR_NOMEM, "engine: cannot allocate step buffers");
+    }
+    if (!st) st = open_codecs(e);
+    if (!st) {
+        uint64_t per_epoch = lh_dataset_replica_samples(e->train) / (uint64_t)job->batch.batch_size;
+        if (job->batch.steps > 0) e->total_steps = job->batch.steps;
+        else e->total_steps = (int64_t)ceil(job->batch.epochs * (double)(per_epoch ? per_epoch : 1));
+        e->lr = (lh_lr_schedule){.max_lr = job->optimizer.lr,
+                                 .min_lr_fraction = job->optimizer.min_lr_fraction,
+                                 .warmup_steps = job->optimizer.warmup_steps < e->total_steps
+                                                     ? job->optimizer.warmup_steps
+                                                     : e->total_steps,
+                                 .total_steps = e->total_steps,
+                                 .decay = job->optimizer.schedule == LH_JOB_LR_LINEAR     ? LH_DECAY_LINEAR
+                                          : job->optimizer.schedule == LH_JOB_LR_CONSTANT ? LH_DECAY_CONSTANT
+                                                                                          : LH_DECAY_COSINE};
+        st = lh_lr_schedule_check(&e->lr);
+    }
+    if (st) {
+        lh_engine_free(e);
+        return lh_fail_prefix(st, "rank %d (stage %d, replica %d)", rank, stage, replica);
+    }
+    LH_DEBUG("engine: rank %d runs stage %d (layers %d..%d) of replica %d, %d slots", rank, stage,
+             spec.first_layer, spec.first_layer + spec.layer_count - 1, replica, e->slots);
+    *out = e;
+    return LH_OK;
+}
+
+void lh_engine_free(lh_engine *e)
+{
+    if (!e) return;
+    if (e->n_pending) wait_sends(e);
+    free(e->pending);
+    lh_comm_free(e->pipe);
+    lh_comm_free(e->dp);
+    lh_comm_free(e->tied);
+    lh_stage_free(e->model);
+    lh_dataset_free(e->train);
+    lh_dataset_free(e->val);
+    lh_aq_free(e->aq_send);
+    lh_aq_free(e->aq_recv);
+    lh_quant_ctx_free(e->quant);
+    lh_grad_free(e->grad_codec);
+    free(e->tokens);
+    free(e->targets);
+    free(e->ids);
+    free(e->act_in);
+    free(e->act_out);
+    free(e->grad_in);
+    free(e->grad_out);
+    free(e->msg);
+    free(e);
+}
+
+int64_t lh_engine_total_steps(const lh_engine *e) { return e->total_steps; }
+
+void lh_engine_position(const lh_engine *e, int *stage, int *replica)
+{
+    if (stage) *stage = e->stage;
+    if (replica) *replica = e->replica;
+}
+
+lh_stage *lh_engine_stage(lh_engine *e) { return e->model; }
+
+/* ---- pipeline links ---- */
+
+static lh_status send_activations(lh_engine *e, int mb, int channel, int force_fp32)
+{
+    size_t n = tensor_floats(e), rows = (size_t)e->micro * e->seq, len = 0;
+    lh_compress_mode mode = force_fp32 ? LH_COMPRESS_FP32 : e->job.compression.mode;
+    e->raw_bytes += n * sizeof(float);
+    if (mode == LH_COMPRESS_FP32) return send_message(e, e->act_out, n * sizeof(float), e->stage + 1, channel, 0);
+    double t0 = lh_now_s();
+    lh_status st;
+    if (mode == LH_COMPRESS_AQSGD)
+        st = lh_aq_encode(e->aq_send, e->act_out, e->ids + (size_t)mb * e->micro, (size_t)e->micro,
+                          (uint64_t)e->step, e->msg, e->msg_cap, &len);
+    else {
+        lh_sr_key key = {e->job.seed, (uint64_t)mb, (uint64_t)e->step};
+        st = lh_quant_encode(e->quant, &e->forward_params, e->act_out, rows, (size_t)e->channels, &key, e->msg,
+                             e->msg_cap, &len);
+    }
+    e->compute_s += elapsed_since(t0);
+    if (st) return lh_fail_prefix(st, "stage %d: encoding activations", e->stage);
+    return send_message(e, e->msg, len, e->stage + 1, channel, 1);
+}
+
+static lh_status recv_activations(lh_engine *e, int channel, int force_fp32)
+{
+    size_t n = tensor_floats(e), rows = (size_t)e->micro * e->seq, len;
+    lh_compress_mode mode = force_fp32 ? LH_COMPRESS_FP32 : e->job.compression.mode;
+    if (mode == LH_COMPRESS_FP32) return recv_message(e, e->act_in, n * sizeof(float), e->stage - 1, channel, &len);
+    lh_status st = recv_message(e, NULL, 0, e->stage - 1, channel, &len);
+    if (st) return st;
+    double t0 = lh_now_s();
+    if (mode == LH_COMPRESS_AQSGD) {
+        uint64_t got_ids[1024], bad[1024];
+        size_t got = 0, n_bad = 0;
+        if (e->micro > 1024) return lh_fail(LH_ERR_UNSUPPORTED, "engine: AQ-SGD supports micro-batches up to 1024");
+        st = lh_aq_decode(e->aq_recv, e->msg, len, e->act_in, (size_t)e->micro, got_ids, &got, bad, &n_bad);
+        if (st == LH_ERR_CORRUPT && n_bad)
+            st = lh_fail(LH_ERR_CORRUPT,
+                         "stage %d: the AQ-SGD cache for sample %llu (and %zu more) differs from stage %d's; "
+                         "the entries were invalidated",
+                         e->stage, (unsigned long long)bad[0], n_bad - 1, e->stage - 1);
+    } else {
+        st = lh_quant_decode(e->quant, e->msg, len, e->act_in, rows, (size_t)e->channels);
+    }
+    e->compute_s += elapsed_since(t0);
+    return st ? lh_fail_prefix(st, "stage %d: activations from stage %d", e->stage, e->stage - 1) : LH_OK;
+}
+
+static lh_status send_gradient(lh_engine *e, int mb)
+{
+    size_t n = tensor_floats(e), rows = (size_t)e->micro * e->seq, len = 0;
+    e->raw_bytes += n * sizeof(float);
+    if (e->job.compression.mode == LH_COMPRESS_FP32)
+        return send_message(e, e->grad_out, n * sizeof(float), e->stage - 1, CHANNEL_BACKWARD, 0);
+    double t0 = lh_now_s();
+    lh_sr_key key = {e->job.seed ^ 0x9e3779b97f4a7c15ull, (uint64_t)mb, (uint64_t)e->step};
+    lh_status st = lh_quant_encode(e->quant, &e->backward_params, e->grad_out, rows, (size_t)e->channels, &key,
+                                   e->msg, e->msg_cap, &len);
+    e->compute_s += elapsed_since(t0);
+    if (st) return lh_fail_prefix(st, "stage %d: encoding activation gradients", e->stage);
+    return send_message(e, e->msg, len, e->stage - 1, CHANNEL_BACKWARD, 1);
+}
+
+static lh_status recv_gradient(lh_engine *e)
+{
+    size_t n = tensor_floats(e), rows = (size_t)e->micro * e->seq, len;
+    if (e->job.compression.mode == LH_COMPRESS_FP32)
+        return recv_message(e, e->grad_in, n * sizeof(float), e->stage + 1, CHANNEL_BACKWARD, &len);
+    lh_status st = recv_message(e, NULL, 0, e->stage + 1, CHANNEL_BACKWARD, &len);
+    if (st) return st;
+    double t0 = lh_now_s();
+    st = lh_quant_decode(e->quant, e->msg, len, e->grad_in, rows, (size_t)e->channels);
+    e->compute_s += elapsed_since(t0);
+    return st ? lh_fail_prefix(st, "stage %d: gradients from stage %d", e->stage, e->stage + 1) : LH_OK;
+}
+
+/* ---- one micro-batch ---- */
+
+static lh_status forward_micro(lh_engine *e, int mb, float *loss)
+{
+    int first = e->stage == 0, last = e->stage == e->stages - 1;
+    size_t off = (size_t)mb * e->micro * e->seq;
+    lh_status st = first ? LH_OK : recv_activations(e, CHANNEL_FORWARD, 0);
+    if (st) return st;
+    double t0 = lh_now_s();
+    st = lh_stage_forward(e->model, mb % e->slots, e->micro, e->seq, first ? e->tokens + off : NULL,
+                          first ? NULL : e->act_in, last ? e->targets + off : NULL, last ? NULL : e->act_out, loss);
+    e->compute_s += elapsed_since(t0);
+    if (st) return st;
+    return last ? LH_OK : send_activations(e, mb, CHANNEL_FORWARD, 0);
+}
+
+static lh_status backward_micro(lh_engine *e, int mb)
+{
+    int first = e->stage == 0, last = e->stage == e->stages - 1;
+    lh_status st = last ? LH_OK : recv_gradient(e);
+    if (st) return st;
+    double t0 = lh_now_s();
+    st = lh_stage_backward(e->model, mb % e->slots, last ? NULL : e->grad_in, 1.0f / (float)e->micro_batches,
+                           first ? NULL : e->grad_out);
+    e->compute_s += elapsed_since(t0);
+    if (st) return st;
+    return first ? LH_OK : send_gradient(e, mb);
+}
+
+/* GPipe: all forwards, then all backwards in reverse.  1F1B: warm up with
+ * (stages - stage - 1) forwards, alternate one forward and one backward, then
+ * drain the backwards; at most `slots` micro-batches are in flight. */
+static lh_status run_schedule(lh_engine *e, double *loss_sum)
+{
+    int M = e->micro_batches;
+    lh_status st = LH_OK;
+    float loss = 0;
+    *loss_sum = 0;
+    if (e->job.schedule == LH_JOB_SCHEDULE_GPIPE) {
+        for (int i = 0; i < M && !st; i++) {
+            st = forward_micro(e, i, &loss);
+            *loss_sum += loss;
+        }
+        for (int i = M - 1; i >= 0 && !st; i--) st = backward_micro(e, i);
+        return st;
+    }
+    int warmup = e->stages - e->stage - 1;
+    if (warmup > M) warmup = M;
+    for (int i = 0; i < warmup && !st; i++) {
+        st = forward_micro(e, i, &loss);
+        *loss_sum += loss;
+    }
+    for (int j = 0; j < M - warmup && !st; j++) {
+        st = forward_micro(e, warmup + j, &loss);
+        *loss_sum += loss;
+        if (!st) st = backward_micro(e, j);
+    }
+    for (int j = M - warmup; j < M && !st; j++) st = backward_micro(e, j);
+    return st;
+}
+
+/* ---- gradient sync and optimizer ---- */
+
+static lh_status sync_gradients(lh_engine *e)
+{
+    float *grads = lh_stage_grads(e->model);
+    size_t n = (size_t)lh_stage_param_count(e->model);
+    lh_status st = LH_OK;
+    double t0 = lh_now_s();
+    if (e->replicas > 1) {
+        e->raw_bytes += 2 * n * sizeof(float) * (size_t)(e->replicas - 1) / (size_t)e->replicas;
+        if (e->grad_codec)
+            st = lh_fail(LH_ERR_UNSUPPORTED, "engine: compressed data-parallel gradients are not wired yet");
+        else
+            st = lh_comm_allreduce_f32(e->dp, grads, n);
+        if (!st) lh_stage_scale_grads(e->model, 1.0f / (float)e->replicas);
+    }
+    if (!st && e->tied) {
+        int64_t off = lh_stage_wte_offset(e->model);
+        const lh_model_config *cfg = lh_stage_config(e->model);
+        size_t len = (size_t)cfg->padded_vocab_size * (size_t)cfg->channels;
+        e->raw_bytes += len * sizeof(float);
+        st = lh_comm_allreduce_f32(e->tied, grads + off, len);
+    }
+    e->comm_s += elapsed_since(t0);
+    return st;
+}
+
+static lh_status global_grad_norm(lh_engine *e, double *norm)
+{
+    /* Replicas hold identical gradients after the sync: summing over one replica's pipeline is enough. */
+    float sumsq = (float)lh_stage_grad_sumsq(e->model);
+    double t0 = lh_now_s();
+    lh_status st = lh_comm_allreduce_f32(e->pipe, &sumsq, 1);
+    e->comm_s += elapsed_since(t0);
+    *norm = sqrt((double)sumsq);
+    return st;
+}
+
+static lh_status load_step_batches(lh_engine *e)
+{
+    size_t per_micro = (size_t)e->micro * e->seq;
+    for (int i = 0; i < e->micro_batches; i++) {
+        lh_status st = lh_dataset_next_batch(e->train, (uint32_t)e->micro, e->tokens + i * per_micro,
+                                             e->targets + i * per_micro, e->ids + (size_t)i * e->micro);
+        if (st) return st;
+    }
+    return LH_OK;
+}
+
+lh_status lh_engine_step(lh_engine *e, lh_step_report *report)
+{
+    double t_start = lh_now_s();
+    e->compute_s = e->comm_s = 0;
+    e->raw_bytes = 0;
+    lh_comm_reset_stats(e->pipe);
+    lh_comm_reset_stats(e->dp);
+    if (e->tied) lh_comm_reset_stats(e->tied);
+
+    double loss_sum = 0, norm = 0;
+    lh_status st = load_step_batches(e);
+    if (!st) st = run_schedule(e, &loss_sum);
+    if (!st) st = wait_sends(e);
+    if (!st) st = sync_gradients(e);
+    if (!st) st = global_grad_norm(e, &norm);
+    double lr = lh_lr_at(&e->lr, e->step);
+    if (!st) {
+        double t0 = lh_now_s();
+        float clip = lh_clip_scale(norm, e->job.optimizer.grad_clip);
+        if (clip != 1.0f) lh_stage_scale_grads(e->model, clip);
+        lh_adamw_params p = {.lr = (float)lr,
+                             .beta1 = (float)e->job.optimizer.beta1,
+                             .beta2 = (float)e->job.optimizer.beta2,
+                             .eps = (float)e->job.optimizer.eps,
+                             .weight_decay = (float)e->job.optimizer.weight_decay};
+        st = lh_stage_adamw_step(e->model, &p, e->step + 1);
+        lh_stage_zero_grads(e->model);
+        e->compute_s += elapsed_since(t0);
+    }
+    if (st) return lh_fail_prefix(st, "step %lld, rank %d (stage %d, replica %d)", (long long)e->step, e->rank,
+                                  e->stage, e->replica);
+
+    /* Job-wide report: loss from the last stages, bytes from everyone, the slowest rank's time. */
+    lh_comm_stats ps, ds, ts = {0};
+    lh_comm_get_stats(e->pipe, &ps);
+    lh_comm_get_stats(e->dp, &ds);
+    if (e->tied) lh_comm_get_stats(e->tied, &ts);
+    double step_s = elapsed_since(t_start);
+    float sums[4] = {e->stage == e->stages - 1 ? (float)(loss_sum / e->micro_batches) : 0.0f,
+                     (float)((double)e->raw_bytes / 1e6),
+                     (float)((double)(ps.wire_bytes_sent + ds.wire_bytes_sent + ts.wire_bytes_sent) / 1e6), 0};
+    st = lh_comm_allreduce_f32(e->world, sums, 3);
+    float slowest = (float)step_s;
+    lh_status st2 = LH_OK;
+    if (!st) {
+        /* max via allgather of one float per rank */
+        int n = lh_comm_size(e->world);
+        float *all = malloc((size_t)n * sizeof *all);
+        if (!all) st2 = lh_fail(LH_ERR_NOMEM, "engine: out of memory");
+        else {
+            st2 = lh_comm_allgather(e->world, &slowest, sizeof slowest, all);
+            for (int i = 0; i < n && !st2; i++)
+                if (all[i] > slowest) slowest = all[i];
+            free(all);
+        }
+    }
+    if (st || st2) return st ? st : st2;
+    if (report) {
+        report->step = e->step;
+        report->loss = sums[0] / e->replicas;
+        report->lr = lr;
+        report->grad_norm = norm;
+        report->step_s = slowest;
+        report->tokens_per_s =
+            (double)e->job.batch.batch_size * e->seq * e->replicas / (slowest > 0 ? slowest : 1e-9);
+        report->compute_s = e->compute_s;
+        report->comm_s = e->comm_s;
+        report->raw_bytes = (uint64_t)((double)sums[1] * 1e6);
+        report->wire_bytes = (uint64_t)((double)sums[2] * 1e6);
+    }
+    e->step++;
+    return LH_OK;
+}
+
+lh_status lh_engine_evaluate(lh_engine *e, int64_t max_batches, double *loss)
+{
+    *loss = NAN;
+    if (!e->val) return lh_fail(LH_ERR_INVALID_ARG, "engine: the job holds out no validation data (val_fraction 0)");
+    uint64_t samples = lh_dataset_replica_samples(e->val);
+    int64_t batches = (int64_t)(samples / (uint64_t)e->micro);
+    if (max_batches > 0 && max_batches < batches) batches = max_batches;
+    int first = e->stage == 0, last = e->stage == e->stages - 1;
+    lh_status st = lh_dataset_seek(e->val, (lh_dataset_position){0, 0});
+    double sum = 0;
+    for (int64_t b = 0; b < batches && !st; b++) {
+        float l = 0;
+        st = lh_dataset_next_batch(e->val, (uint32_t)e->micro, e->tokens, e->targets, NULL);
+        if (!st && !first) st = recv_activations(e, CHANNEL_EVAL, 1);
+        if (!st)
+            st = lh_stage_forward(e->model, 0, e->micro, e->seq, first ? e->tokens : NULL, first ? NULL : e->act_in,
+                                  last ? e->targets : NULL, last ? NULL : e->act_out, &l);
+        if (!st && !last) st = send_activations(e, 0, CHANNEL_EVAL, 1);
+        if (!st && !last) st = wait_sends(e);
+        sum += l;
+    }
+    if (st) return lh_fail_prefix(st, "evaluation, rank %d", e->rank);
+    float sums[2] = {last ? (float)sum : 0.0f, last ? (float)batches : 0.0f};
+    st = lh_comm_allreduce_f32(e->world, sums, 2);
+    if (st) return st;
+    if (sums[1] <= 0) return lh_fail(LH_ERR_INVALID_ARG, "engine: the validation split has no full micro-batch");
+    *loss = sums[0] / sums[1];
+    return LH_OK;
+}

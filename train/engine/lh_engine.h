@@ -1,0 +1,90 @@
+/*
+ * lh_engine: one rank's part of a pipeline-parallel x data-parallel training
+ * job.
+ *
+ * Every rank runs one stage s of one replica r, as the plan says (device i of
+ * the plan is MPI rank i of the world communicator).  Three sub-communicators
+ * follow from the plan: the replica's pipeline (ranked by stage), the stage's
+ * data-parallel group (ranked by replica), and, when the model is split, the
+ * tied-embedding pair (first and last stage of the replica).
+ *
+ * One optimizer step:
+ *   1. every stage of replica r draws the same micro-batches from replica r's
+ *      shard of the dataset (so the last stage has the targets and every link
+ *      knows the sample ids AQ-SGD keys its caches by, with no traffic);
+ *   2. the micro-batches flow through the pipeline in GPipe or 1F1B order:
+ *      activations forward (fp32, AQ-SGD deltas or DirectQ), activation
+ *      gradients backward (fp32 or quantized), sends non-blocking;
+ *   3. gradients are summed over the data-parallel group (fp32 or compressed
+ *      with error feedback) and averaged, the two copies of the tied token
+ *      embedding get the sum of their gradients, the global gradient norm is
+ *      summed over the pipeline and clipped;
+ *   4. AdamW with the warm-up + decay schedule.
+ * Losses are reported as the mean over micro-batches and replicas.
+ */
+#ifndef LH_ENGINE_H
+#define LH_ENGINE_H
+
+#include <stdint.h>
+
+#include "lh_comm.h"
+#include "lh_job.h"
+#include "lh_model.h"
+#include "lh_plan.h"
+#include "lh_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lh_engine lh_engine;
+
+/** What one training step did, the same on every rank (reduced over the job). */
+typedef struct lh_step_report {
+    int64_t step;             /* 0-based step just completed */
+    double loss;              /* mean training loss of the step */
+    double lr;                /* learning rate used */
+    double grad_norm;         /* global gradient norm before clipping */
+    double step_s;            /* wall time of the step (max over ranks) */
+    double tokens_per_s;      /* tokens of the whole job per second */
+    double compute_s;         /* this rank: forward, backward and optimizer */
+    double comm_s;            /* this rank: time in communication calls (waiting included) */
+    uint64_t raw_bytes;       /* all ranks: bytes fp32 tensors would have needed */
+    uint64_t wire_bytes;      /* all ranks: bytes actually sent (headers included) */
+} lh_step_report;
+
+/**
+ * Collective over `world` (whose size must equal plan stages x replicas):
+ * place this rank, split the communicators, build the model stage with the
+ * job's seed (every partition starts from the same weights), open the dataset
+ * and the codecs.  `tokens` (count n_tokens) is the training token stream;
+ * validation uses the job's val_fraction tail of it.
+ */
+lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *world, const uint16_t *tokens,
+                           size_t n_tokens, lh_engine **out);
+
+/** Free (NULL accepted). */
+void lh_engine_free(lh_engine *e);
+
+/** Collective: one optimizer step; fills `report` (may be NULL). */
+lh_status lh_engine_step(lh_engine *e, lh_step_report *report);
+
+/**
+ * Collective: mean validation loss over up to `max_batches` micro-batches per
+ * replica (0 = the whole validation split), forward only, fp32 activations.
+ */
+lh_status lh_engine_evaluate(lh_engine *e, int64_t max_batches, double *loss);
+
+/** Steps the job runs in all (from batch.steps or batch.epochs). */
+int64_t lh_engine_total_steps(const lh_engine *e);
+
+/** This rank's place: stage and replica. */
+void lh_engine_position(const lh_engine *e, int *stage, int *replica);
+
+/** This rank's model stage (for checkpoints and tests). */
+lh_stage *lh_engine_stage(lh_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
