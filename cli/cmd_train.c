@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "lh_comm.h"
@@ -22,6 +23,7 @@
 #include "lh_io.h"
 #include "lh_job.h"
 #include "lh_log.h"
+#include "lh_model.h"
 #include "lh_sched.h"
 #include "lh_time.h"
 #include "lh_topology.h"
@@ -130,8 +132,10 @@ static lh_status decide_plan(const lh_job *job, const char *plan_path, const lh_
     lh_status st = lh_sched_problem_create(topology, &w, &problem);
     if (st) return st;
     const char *name = job->placement.strategy;
-    if (strcmp(name, "auto") == 0) name = topology->n_devices <= LH_SCHED_DENSE_MAX ? "ils" : "hier";
-    const lh_strategy *strategy = lh_strategy_find(name);
+    const lh_strategy *strategy = lh_strategy_find(strcmp(name, "auto") == 0 ? "ils" : name);
+    if (strategy && strcmp(name, "auto") == 0 && (size_t)topology->n_devices > strategy->max_devices)
+        strategy = lh_strategy_find("hier"); /* auto: the best search that fits, else the scalable one */
+    if (strategy) name = strategy->name;
     if (!strategy) {
         lh_sched_problem_free(problem);
         return lh_fail(LH_ERR_NOT_FOUND, "placement.strategy: no strategy named \"%s\"", name);
@@ -261,6 +265,37 @@ static void write_metric(FILE *f, const lh_step_report *r, int emulated)
     fflush(f);
 }
 
+/* Ranks on this host share its cores: give each an equal share of threads
+ * unless the user chose with OMP_NUM_THREADS. */
+static void choose_threads(void)
+{
+    if (getenv("OMP_NUM_THREADS")) return;
+    MPI_Comm local;
+    int local_ranks = 1;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local);
+    MPI_Comm_size(local, &local_ranks);
+    MPI_Comm_free(&local);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = cores > local_ranks ? (int)(cores / local_ranks) : 1;
+    lh_model_set_threads(threads);
+    LH_DEBUG("%d ranks on this host, %ld cores: %d threads per rank", local_ranks, cores, threads);
+}
+
+static void print_plan(const lh_plan *plan, const lh_topology *t)
+{
+    printf("plan (%s):\n", plan->strategy[0] ? plan->strategy : "given");
+    for (int r = 0; r < plan->replicas; r++) {
+        printf("  replica %d:", r);
+        for (int s = 0; s < plan->stages; s++) {
+            int d = lh_plan_device(plan, r, s);
+            printf("%s %s[layers %d-%d]", s ? " ->" : "", t && d < t->n_devices ? t->devices[d].name : "rank",
+                   plan->first_layer[s], plan->first_layer[s] + plan->num_layers[s] - 1);
+            if (!t) printf("%d", d);
+        }
+        printf("\n");
+    }
+}
+
 static lh_status run(const train_request *args, int rank, int size)
 {
     lh_job job;
@@ -316,10 +351,16 @@ static lh_status run(const train_request *args, int rank, int size)
     }
     int64_t total = engine ? lh_engine_total_steps(engine) : 0;
     if (args->steps > 0 && args->steps < total) total = args->steps;
-    if (!st && rank == 0)
-        printf("longhaul train: job '%s', %d stages x %d replicas, %lld steps, compression %s%s\n", job.name,
-               plan->stages, plan->replicas, (long long)total, lh_compress_mode_name(job.compression.mode),
-               netem ? ", EMULATED network" : "");
+    if (!st && rank == 0) {
+        printf("longhaul train: job '%s', %d stages x %d replicas, %lld steps, compression %s", job.name,
+               plan->stages, plan->replicas, (long long)total, lh_compress_mode_name(job.compression.mode));
+        if (job.compression.mode != LH_COMPRESS_FP32)
+            printf(" fw%d/bw%d", job.compression.forward_bits, job.compression.backward_bits);
+        if (job.compression.gradient_bits) printf(", gradients %d bits", job.compression.gradient_bits);
+        if (netem) printf(", EMULATED network (time scale %g)", job.placement.time_scale);
+        printf("\n");
+        print_plan(plan, topology);
+    }
 
     lh_step_report r = {0};
     double first_loss = NAN, t0 = lh_now_s(), tokens_done = 0;
@@ -374,6 +415,7 @@ int train_run(const train_request *req)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     lh_log_set_rank(rank);
+    choose_threads();
     lh_status st = run(req, rank, size);
     if (st) {
         fprintf(stderr, "longhaul train: rank %d: error (%s): %s\n", rank, lh_status_name(st), lh_last_error());

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lh_comm_compressed.h"
 #include "lh_compress.h"
 #include "lh_data.h"
 #include "lh_log.h"
@@ -53,7 +54,7 @@ struct lh_engine {
     lh_aq_codec *aq_send, *aq_recv; /* forward link codecs (AQ-SGD) */
     lh_quant_ctx *quant;            /* DirectQ forward, quantized backward */
     lh_quant_params forward_params, backward_params;
-    lh_grad_codec *grad_codec;      /* data-parallel gradients, error feedback */
+    lh_callreduce *grad_allreduce;  /* data-parallel gradients, quantized with error feedback */
 
     lh_comm_request **pending; /* outstanding sends of this step */
     int n_pending, cap_pending;
@@ -197,11 +198,11 @@ static lh_status open_codecs(lh_engine *e)
         if (bb > e->msg_cap) e->msg_cap = bb;
     }
     if (c->gradient_bits > 0 && e->replicas > 1) {
-        lh_quant_params gp = params_for(&e->job, c->gradient_bits);
-        gp.grouping = LH_GROUP_BLOCK;
-        gp.group_size = c->group_size > 0 ? (uint32_t)c->group_size : 128;
-        st = lh_grad_create((size_t)lh_stage_param_count(e->model), &gp, e->job.seed + (uint64_t)e->rank,
-                            &e->grad_codec);
+        lh_quant_params gp = lh_callreduce_default_params(c->gradient_bits);
+        if (c->group_size > 0) gp.group_size = (uint32_t)c->group_size;
+        if (c->rounding == LH_JOB_ROUND_STOCHASTIC) gp.rounding = LH_ROUND_STOCHASTIC;
+        st = lh_callreduce_create(e->dp, (size_t)lh_stage_param_count(e->model), &gp, e->job.seed, 1,
+                                  &e->grad_allreduce);
         if (st) return st;
     }
     e->msg = malloc(e->msg_cap);
@@ -316,7 +317,7 @@ void lh_engine_free(lh_engine *e)
     lh_aq_free(e->aq_send);
     lh_aq_free(e->aq_recv);
     lh_quant_ctx_free(e->quant);
-    lh_grad_free(e->grad_codec);
+    lh_callreduce_free(e->grad_allreduce);
     free(e->tokens);
     free(e->targets);
     free(e->ids);
@@ -485,8 +486,8 @@ static lh_status sync_gradients(lh_engine *e)
     double t0 = lh_now_s();
     if (e->replicas > 1) {
         e->raw_bytes += 2 * n * sizeof(float) * (size_t)(e->replicas - 1) / (size_t)e->replicas;
-        if (e->grad_codec)
-            st = lh_fail(LH_ERR_UNSUPPORTED, "engine: compressed data-parallel gradients are not wired yet");
+        if (e->grad_allreduce)
+            st = lh_callreduce_run(e->grad_allreduce, grads, (uint64_t)e->step);
         else
             st = lh_comm_allreduce_f32(e->dp, grads, n);
         if (!st) lh_stage_scale_grads(e->model, 1.0f / (float)e->replicas);
