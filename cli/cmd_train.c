@@ -28,6 +28,9 @@
 #include "lh_time.h"
 #include "lh_topology.h"
 
+/* Micro-batches per replica in the closing validation pass: enough for a stable figure, bounded on slow links. */
+#define FINAL_EVAL_BATCHES 32
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -301,6 +304,16 @@ static lh_status run(const train_request *args, int rank, int size)
     lh_job job;
     lh_status st = broadcast_job(args, &job, rank);
     if (st) return st;
+    /* Say so plainly rather than ignore settings the engine does not honour yet. */
+    if (job.checkpoint.dir[0])
+        return lh_fail(LH_ERR_UNSUPPORTED, "%s: $.checkpoint: the training engine does not write checkpoints yet",
+                       args->job_path);
+    if (job.model.init_checkpoint[0])
+        return lh_fail(LH_ERR_UNSUPPORTED, "%s: $.model.init_checkpoint: the training engine cannot start from a "
+                       "checkpoint yet", args->job_path);
+    if (job.data.val[0])
+        return lh_fail(LH_ERR_UNSUPPORTED, "%s: $.data.val: a separate validation file is not supported yet; use "
+                       "val_fraction", args->job_path);
     if (job.placement.pipeline_stages * job.placement.data_parallel != size)
         return lh_fail(LH_ERR_MISMATCH, "%s: the job needs %d x %d = %d ranks; mpirun started %d", args->job_path,
                        job.placement.pipeline_stages, job.placement.data_parallel,
@@ -383,7 +396,7 @@ static lh_status run(const train_request *args, int rank, int size)
         }
     }
     double val = NAN;
-    if (!st && job.data.val_fraction > 0) st = lh_engine_evaluate(engine, 0, &val);
+    if (!st && job.data.val_fraction > 0) st = lh_engine_evaluate(engine, FINAL_EVAL_BATCHES, &val);
     if (!st && rank == 0) {
         double elapsed = lh_now_s() - t0;
         char w[32], rw[32];
