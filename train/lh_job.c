@@ -55,6 +55,7 @@ void lh_job_defaults(lh_job *job)
                                             .zstd_level = 0};
     job->checkpoint.keep = 2;
     job->log_every = 1;
+    job->verify_every = 10;
     job->peer_timeout_s = 60.0;
 }
 
@@ -267,7 +268,7 @@ lh_status lh_job_parse(const char *name, const char *text, size_t len, lh_job *o
     static const char *const keys[] = {"format",      "version",   "name",       "seed",       "model",
                                        "data",        "batch",     "optimizer",  "pipeline",   "placement",
                                        "compression", "checkpoint", "security",  "output_dir", "log_every",
-                                       "eval_every",  "peer_timeout_s", NULL};
+                                       "eval_every",  "verify_every", "peer_timeout_s", NULL};
     st = lh_json_check_header(&p, root, JOB_FORMAT, JOB_VERSION, &version);
     if (!st) st = lh_json_check_keys(&p, root, keys);
     if (!st) st = lh_json_opt_string(&p, root, "name", out->name, sizeof out->name, NULL);
@@ -292,6 +293,7 @@ lh_status lh_job_parse(const char *name, const char *text, size_t len, lh_job *o
     if (!st) st = lh_json_opt_string(&p, root, "output_dir", out->output_dir, sizeof out->output_dir, NULL);
     if (!st) st = lh_json_opt_int(&p, root, "log_every", 1, INT64_C(1) << 40, &out->log_every, NULL);
     if (!st) st = lh_json_opt_int(&p, root, "eval_every", 0, INT64_C(1) << 40, &out->eval_every, NULL);
+    if (!st) st = lh_json_opt_int(&p, root, "verify_every", 0, INT64_C(1) << 40, &out->verify_every, NULL);
     if (!st) st = lh_json_opt_double(&p, root, "peer_timeout_s", 0.1, 86400.0, &out->peer_timeout_s, NULL);
     if (!st) st = check_cross_fields(&p, out);
     json_object_put(root);

@@ -93,7 +93,8 @@ typedef struct lh_job {
     lh_job_security security;
     char output_dir[LH_PATH_MAX];
     int64_t log_every;
-    int64_t eval_every; /* 0 = only at the end */
+    int64_t eval_every;   /* 0 = only at the end */
+    int64_t verify_every; /* steps between replica-agreement checks; 0 = never */
     double peer_timeout_s;
 } lh_job;
 

@@ -184,6 +184,38 @@ static void test_evaluate_and_bad_plans(void)
     lh_plan_free(plan);
 }
 
+static void test_perturbed_replica_is_caught(void)
+{
+    lh_job job;
+    small_job(&job);
+    job.verify_every = 0; /* checked by hand below */
+    lh_plan *plan;
+    LH_ASSERT_OK(lh_plan_create(2, 2, job.model.layers, &plan));
+    lh_engine *e;
+    LH_ASSERT_OK(lh_engine_create(&job, plan, world, tokens, n_tokens, &e));
+    LH_ASSERT_OK(lh_engine_step(e, NULL));
+    LH_ASSERT_OK(lh_engine_verify_replicas(e)); /* replicas agree after a real step */
+    int stage, replica;
+    lh_engine_position(e, &stage, &replica);
+    /* Silent corruption on replica 1 of stage 0 (rank 1 in Megatron order), in layer 1. */
+    if (stage == 0 && replica == 1) lh_stage_layer_tensor(lh_engine_stage(e), 1, LH_FCW, 0)[100] += 1e-3f;
+    lh_status st = lh_engine_verify_replicas(e);
+    CU_ASSERT_EQUAL(st, LH_ERR_MISMATCH);
+    if (stage == 0) {
+        const char *msg = lh_last_error();
+        if (!strstr(msg, "layer 1") || !strstr(msg, "rank 1") || !strstr(msg, "chunk 1 "))
+            fprintf(stderr, "\n  unexpected message: %s\n", msg);
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, "replicas of stage 0 disagree"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, "replica 1 (rank 1)"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, "layer 1"));   /* C=32: a 64 KiB chunk spans layers 0 and 1 */
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, "chunk 1 ")); /* layer 1's fcw[100] is float 29,956 of the stage */
+    } else {
+        CU_ASSERT_PTR_NOT_NULL(strstr(lh_last_error(), "another stage disagree"));
+    }
+    lh_engine_free(e);
+    lh_plan_free(plan);
+}
+
 static int setup(void)
 {
     if (lh_corpus_default_tokens(&tokens, &n_tokens)) return 1;
@@ -205,6 +237,7 @@ int main(int argc, char **argv)
                            {"GPipe = 1F1B", test_gpipe_equals_1f1b},
                            {"AQ-SGD and DirectQ links stay close", test_compressed_links_stay_close},
                            {"evaluate; a plan of the wrong size", test_evaluate_and_bad_plans},
+                           {"a perturbed replica is caught", test_perturbed_replica_is_caught},
                            CU_TEST_INFO_NULL};
     CU_SuiteInfo suites[] = {{"engine", setup, teardown, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
     return lh_test_run_mpi(&argc, &argv, suites);

@@ -19,7 +19,9 @@
  */
 #include "lh_engine.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +29,7 @@
 #include "lh_compress.h"
 #include "lh_data.h"
 #include "lh_log.h"
+#include "lh_merkle.h"
 #include "lh_optim.h"
 #include "lh_time.h"
 
@@ -41,6 +44,7 @@ struct lh_engine {
     lh_lr_schedule lr;
 
     lh_comm *world, *pipe, *dp, *tied;
+    int *dp_world_rank; /* [replicas]: world rank of this stage in each replica */
     lh_stage *model;
     lh_dataset *train, *val;
 
@@ -240,6 +244,12 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
     e->seq = job->batch.seq_len;
     e->channels = job->model.channels;
     e->world = world;
+    e->dp_world_rank = malloc((size_t)plan->replicas * sizeof *e->dp_world_rank);
+    if (!e->dp_world_rank) {
+        free(e);
+        return lh_fail(LH_ERR_NOMEM, "engine: out of memory");
+    }
+    for (int r = 0; r < plan->replicas; r++) e->dp_world_rank[r] = lh_plan_device(plan, r, stage);
     e->slots = job->schedule == LH_JOB_SCHEDULE_GPIPE ? e->micro_batches
                                                   : (e->stages - stage < e->micro_batches ? e->stages - stage
                                                                                           : e->micro_batches);
@@ -308,6 +318,7 @@ void lh_engine_free(lh_engine *e)
     if (!e) return;
     if (e->n_pending) wait_sends(e);
     free(e->pending);
+    free(e->dp_world_rank);
     lh_comm_free(e->pipe);
     lh_comm_free(e->dp);
     lh_comm_free(e->tied);
@@ -556,6 +567,10 @@ lh_status lh_engine_step(lh_engine *e, lh_step_report *report)
     }
     if (st) return lh_fail_prefix(st, "step %lld, rank %d (stage %d, replica %d)", (long long)e->step, e->rank,
                                   e->stage, e->replica);
+    if (e->job.verify_every > 0 && (e->step + 1) % e->job.verify_every == 0) {
+        st = lh_engine_verify_replicas(e);
+        if (st) return lh_fail_prefix(st, "step %lld", (long long)e->step);
+    }
 
     /* Job-wide report: loss from the last stages, bytes from everyone, the slowest rank's time. */
     lh_comm_stats ps, ds, ts = {0};
@@ -626,5 +641,125 @@ lh_status lh_engine_evaluate(lh_engine *e, int64_t max_batches, double *loss)
     if (st) return st;
     if (sums[1] <= 0) return lh_fail(LH_ERR_INVALID_ARG, "engine: the validation split has no full micro-batch");
     *loss = sums[0] / sums[1];
+    return LH_OK;
+}
+
+/* ---- replica agreement ---- */
+
+#define VERIFY_CHUNK_BYTES ((size_t)64 << 10)
+
+/* Which part of this stage's layer-major parameters holds flat index `index`:
+ * -1 the embeddings, 0.. a layer (global index), INT_MAX the head. */
+static int parameter_part(lh_engine *e, size_t index)
+{
+    const lh_stage_spec *spec = lh_stage_get_spec(e->model);
+    if (spec->layer_count == 0) return spec->has_embedding ? -1 : INT_MAX;
+    size_t per_layer = (size_t)lh_layer_param_floats(e->channels);
+    size_t first = (size_t)(lh_stage_layer_tensor(e->model, spec->first_layer, LH_LN1W, 0) - lh_stage_params(e->model));
+    if (index < first) return -1;
+    size_t layer = (index - first) / per_layer;
+    return layer < (size_t)spec->layer_count ? spec->first_layer + (int)layer : INT_MAX;
+}
+
+static void describe_part(int part, char *out, size_t cap)
+{
+    if (part < 0) snprintf(out, cap, "the embeddings (wte, wpe)");
+    else if (part == INT_MAX) snprintf(out, cap, "the head (lnf, wte copy)");
+    else snprintf(out, cap, "layer %d", part);
+}
+
+/* "layer 3", or "layer 2 to layer 3" when a chunk spans parts. */
+static void describe_range(lh_engine *e, size_t first, size_t last, char *out, size_t cap)
+{
+    int a = parameter_part(e, first), b = parameter_part(e, last);
+    char pa[48], pb[48];
+    describe_part(a, pa, sizeof pa);
+    describe_part(b, pb, sizeof pb);
+    if (a == b) snprintf(out, cap, "%s", pa);
+    else snprintf(out, cap, "%s to %s", pa, pb);
+}
+
+lh_status lh_engine_verify_replicas(lh_engine *e)
+{
+    int R = e->replicas, me = lh_comm_rank(e->dp);
+    lh_status st = LH_OK;
+    float failed_stage = 0; /* stage + 1 of a group that disagreed, summed over the job */
+    if (R > 1) {
+        lh_merkle *tree = NULL;
+        uint8_t *all = malloc((size_t)R * 2 * LH_MERKLE_HASH_BYTES);
+        size_t bytes = (size_t)lh_stage_param_count(e->model) * sizeof(float);
+        st = all ? lh_merkle_build(lh_stage_params(e->model), bytes, VERIFY_CHUNK_BYTES, &tree)
+                 : lh_fail(LH_ERR_NOMEM, "engine: out of memory");
+        double t0 = lh_now_s();
+        if (!st) st = lh_comm_allgather(e->dp, lh_merkle_root(tree), LH_MERKLE_HASH_BYTES, all);
+        int differs = 0;
+        for (int r = 1; r < R && !st; r++)
+            if (memcmp(all, all + (size_t)r * LH_MERKLE_HASH_BYTES, LH_MERKLE_HASH_BYTES)) differs = 1;
+        /* Walk down: at each level exchange the two children of the first differing node. */
+        size_t node = 0;
+        for (int level = tree ? lh_merkle_levels(tree) - 1 : 0; differs && !st && level > 0; level--) {
+            uint8_t mine[2 * LH_MERKLE_HASH_BYTES] = {0};
+            size_t left = 2 * node, right = left + 1;
+            memcpy(mine, lh_merkle_node(tree, level - 1, left), LH_MERKLE_HASH_BYTES);
+            const uint8_t *rh = lh_merkle_node(tree, level - 1, right);
+            if (rh) memcpy(mine + LH_MERKLE_HASH_BYTES, rh, LH_MERKLE_HASH_BYTES);
+            st = lh_comm_allgather(e->dp, mine, sizeof mine, all);
+            int left_differs = 0;
+            for (int r = 1; r < R; r++)
+                if (memcmp(all, all + (size_t)r * sizeof mine, LH_MERKLE_HASH_BYTES)) left_differs = 1;
+            node = left_differs ? left : right;
+            /* Keep the leaf hashes of every rank for the verdict: the chosen child of each. */
+            if (level == 1)
+                for (int r = 0; r < R; r++)
+                    memmove(all + (size_t)r * LH_MERKLE_HASH_BYTES,
+                            all + (size_t)r * sizeof mine + (left_differs ? 0 : LH_MERKLE_HASH_BYTES),
+                            LH_MERKLE_HASH_BYTES);
+        }
+        e->comm_s += elapsed_since(t0);
+        if (differs && !st) {
+            /* The diverging replicas: those whose leaf differs from the majority (with two, both are named). */
+            int best = 0, best_votes = 0;
+            for (int a = 0; a < R; a++) {
+                int votes = 0;
+                for (int b = 0; b < R; b++)
+                    votes += !memcmp(all + (size_t)a * LH_MERKLE_HASH_BYTES, all + (size_t)b * LH_MERKLE_HASH_BYTES,
+                                     LH_MERKLE_HASH_BYTES);
+                if (votes > best_votes) best = a, best_votes = votes;
+            }
+            char who[256] = "", where[128];
+            size_t n = 0;
+            for (int r = 0; r < R && n < sizeof who; r++) {
+                int odd = 2 * best_votes > R ? memcmp(all + (size_t)r * LH_MERKLE_HASH_BYTES,
+                                                      all + (size_t)best * LH_MERKLE_HASH_BYTES, LH_MERKLE_HASH_BYTES)
+                                             : 1;
+                if (odd)
+                    n += (size_t)snprintf(who + n, sizeof who - n, "%sreplica %d (rank %d)", n ? ", " : "", r,
+                                          e->dp_world_rank[r]);
+            }
+            size_t first = node * VERIFY_CHUNK_BYTES / sizeof(float);
+            size_t last = first + VERIFY_CHUNK_BYTES / sizeof(float);
+            if (last > (size_t)lh_stage_param_count(e->model)) last = (size_t)lh_stage_param_count(e->model);
+            describe_range(e, first, last - 1, where, sizeof where);
+            st = lh_fail(LH_ERR_MISMATCH,
+                         "replicas of stage %d disagree%s: %s %s in %s, chunk %zu (parameters %zu..%zu of the stage)",
+                         e->stage, 2 * best_votes > R ? "" : " and no value has a majority", who,
+                         2 * best_votes > R ? "differs from the majority" : "hold different values", where, node,
+                         first, last - 1);
+            failed_stage = (float)(e->stage + 1);
+        }
+        lh_merkle_free(tree);
+        free(all);
+    }
+    /* Every rank stops together, the others naming the stage whose ranks found it. */
+    char mine_msg[1024];
+    snprintf(mine_msg, sizeof mine_msg, "%s", lh_last_error());
+    float flag = (st == LH_ERR_MISMATCH && me == 0) ? failed_stage : 0;
+    lh_status st2 = lh_comm_allreduce_f32(e->world, &flag, 1);
+    if (st && st != LH_ERR_MISMATCH) return st;
+    if (st2) return st2;
+    if (st == LH_ERR_MISMATCH) return lh_fail(LH_ERR_MISMATCH, "%s", mine_msg);
+    if (flag > 0)
+        return lh_fail(LH_ERR_MISMATCH, "the data-parallel replicas of another stage disagree (its ranks name the "
+                                        "chunk); stopping");
     return LH_OK;
 }

@@ -75,6 +75,16 @@ lh_status lh_engine_step(lh_engine *e, lh_step_report *report);
  */
 lh_status lh_engine_evaluate(lh_engine *e, int64_t max_batches, double *loss);
 
+/**
+ * Collective: check that the data-parallel replicas of every stage hold
+ * identical parameters by comparing BLAKE2b Merkle roots over 64 KiB chunks;
+ * on a mismatch walk the trees (O(log chunks) small exchanges, never the
+ * weights) and fail with LH_ERR_MISMATCH naming the diverging replica and
+ * rank, the layer and the chunk.  Runs every job.verify_every steps inside
+ * lh_engine_step.
+ */
+lh_status lh_engine_verify_replicas(lh_engine *e);
+
 /** Steps the job runs in all (from batch.steps or batch.epochs). */
 int64_t lh_engine_total_steps(const lh_engine *e);
 
