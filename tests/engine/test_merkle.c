@@ -39,8 +39,9 @@ static void test_shape_and_change(void)
     lh_merkle *z;
     LH_ASSERT_OK(lh_merkle_build(a, 2000, 1000, &z));
     CU_ASSERT_NOT_EQUAL(memcmp(lh_merkle_node(z, 0, 0), lh_merkle_node(z, 0, 1), LH_MERKLE_HASH_BYTES), 0);
-    LH_ASSERT_FAILS_WITH(lh_merkle_build(a, 10, 0, &z), LH_ERR_INVALID_ARG, "chunk size");
     lh_merkle_free(z);
+    LH_ASSERT_FAILS_WITH(lh_merkle_build(a, 10, 0, &z), LH_ERR_INVALID_ARG, "chunk size");
+    CU_ASSERT_PTR_NULL(z);
     lh_merkle_free(again);
     lh_merkle_free(ma);
     lh_merkle_free(mb);
