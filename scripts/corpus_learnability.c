@@ -1,18 +1,14 @@
 /*
  * corpus_learnability: evidence that a small GPT learns the embedded corpus.
  *
- * Not part of the build (data/ must not depend on train/); it is the exact
+ * Built as build/bench/corpus_learnability (data/ must not depend on train/, so it is a tool, not a data test); the exact
  * program behind the loss numbers in docs/data.md and data/CORPUS.md.
  * It trains a whole-model GPT (L=2, C=64, 4 heads, T=64, B=16, AdamW lr 3e-3)
  * on the train split of the embedded corpus with the byte tokenizer and
  * prints train loss and the loss on the first 8 validation batches, in nats.
  * Compare with the unigram entropy of the corpus, 3.09 nats.
  *
- * Build from the repository root after building lh_train and lh_data in BUILD:
- *   gcc -O2 -std=c11 -D_GNU_SOURCE -fopenmp -Idata -Icommon -Itrain scripts/corpus_learnability.c \
- *       BUILD/train/liblh_train.a BUILD/data/liblh_data.a BUILD/common/liblh_common.a \
- *       -lopenblas -lm -o /tmp/corpus_learnability
- *   OMP_NUM_THREADS=1 /tmp/corpus_learnability [steps=300]
+ * Run: OMP_NUM_THREADS=1 build/bench/corpus_learnability [steps=300]
  */
 #include <stdio.h>
 #include <stdlib.h>
