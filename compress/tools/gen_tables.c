@@ -10,7 +10,7 @@
  * hex literals, so nothing is recomputed at run time.  The Q15 thresholds are
  * the positive midpoints times 32768, truncated: the integer form the
  * round-to-nearest rule compares against (see lh_quant_math.h).
- *   cc -O2 gen_tables.c -o gen -lm && ./gen > ../lh_quant_tables.h
+ *   build/compress/lh_gen_quant_tables > compress/lh_quant_tables.h  (the test compress_tables_up_to_date checks it)
  */
 #include <math.h>
 #include <stdint.h>
