@@ -1,0 +1,209 @@
+/*
+ * Compressed allreduce (see lh_comm_compressed.h for the algorithm and its
+ * error bound).  Frames from compress/ travel inside lh_comm frames, so they
+ * are validated, optionally encrypted and emulated like everything else.
+ *
+ * Why frames are padded to lh_quant_bound: the receiver must post a receive of
+ * exactly the right size before the data exists; without the zstd stage the
+ * quantized frame size is a function of the shape alone, so the bound is the
+ * size, and any padding (none in practice) is counted honestly on the wire.
+ */
+#include "lh_comm_compressed.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lh_comm_internal.h"
+
+struct lh_callreduce {
+    lh_comm *c;
+    size_t n;
+    lh_quant_params qp;
+    int error_feedback, size, rank;
+    uint64_t seed;
+    lh_grad_codec *worker; /* residual over the whole gradient */
+    lh_grad_codec *server; /* residual over this rank's block */
+    lh_quant_ctx *qctx;
+    size_t *off, *cnt, *fbytes; /* per block: element range and frame size */
+    size_t *foff;               /* per block: offset of its frame in `frames` (send side and all-gather) */
+    uint8_t *frames;            /* one frame per block */
+    uint8_t *inbox;             /* p frames of this rank's block, one per contributor */
+    float *reduced;             /* this rank's reduced block */
+};
+
+lh_quant_params lh_callreduce_default_params(int bits)
+{
+    lh_quant_params p = lh_quant_params_default(bits);
+    p.grouping = LH_GROUP_BLOCK;
+    p.group_size = 256;
+    p.scale_type = LH_SCALE_FP32;
+    p.rounding = LH_ROUND_NEAREST;
+    p.zstd_level = 0;
+    return p;
+}
+
+double lh_callreduce_max_gap(const lh_quant_params *p)
+{
+    const float *lv = lh_quant_levels(p->grid, p->bits);
+    if (!lv) return 2.0;
+    double g = 0;
+    for (int i = 1; i < (1 << p->bits); i++) g = fmax(g, (double)lv[i] - lv[i - 1]);
+    return g;
+}
+
+void lh_callreduce_free(lh_callreduce *a)
+{
+    if (!a) return;
+    lh_grad_free(a->worker);
+    lh_grad_free(a->server);
+    lh_quant_ctx_free(a->qctx);
+    free(a->off);
+    free(a->frames);
+    free(a->inbox);
+    free(a->reduced);
+    free(a);
+}
+
+lh_status lh_callreduce_create(lh_comm *c, size_t n, const lh_quant_params *p, uint64_t seed, int error_feedback,
+                               lh_callreduce **out)
+{
+    if (!c || !p || !out) return lh_fail(LH_ERR_INVALID_ARG, "compressed allreduce: NULL argument");
+    *out = NULL;
+    lh_status st = lh_quant_params_check(p);
+    if (st) return lh_fail_prefix(st, "compressed allreduce");
+    if (p->bits < 1 || p->bits > 8)
+        return lh_fail(LH_ERR_INVALID_ARG, "compressed allreduce: bits must be 1..8, got %d", p->bits);
+    if (p->zstd_level != 0)
+        return lh_fail(LH_ERR_INVALID_ARG, "compressed allreduce: zstd_level must be 0 (frame sizes must be "
+                                           "known in advance)");
+    if (p->grouping == LH_GROUP_CHANNEL)
+        return lh_fail(LH_ERR_INVALID_ARG, "compressed allreduce: per-channel grouping means one scale per value "
+                                           "for a flat gradient; use per block or per tensor");
+    lh_callreduce *a = calloc(1, sizeof *a);
+    if (!a) return lh_fail(LH_ERR_NOMEM, "compressed allreduce: out of memory");
+    a->c = c;
+    a->n = n;
+    a->qp = *p;
+    a->error_feedback = error_feedback;
+    a->size = lh_comm_size(c);
+    a->rank = lh_comm_rank(c);
+    a->seed = seed;
+    int np = a->size;
+    a->off = malloc(4 * (size_t)np * sizeof(size_t));
+    if (!a->off) goto nomem;
+    a->cnt = a->off + np;
+    a->fbytes = a->cnt + np;
+    a->foff = a->fbytes + np;
+    size_t total = 0;
+    for (int b = 0; b < np; b++) {
+        lh_comm_block_range(n, np, b, &a->off[b], &a->cnt[b]);
+        a->fbytes[b] = a->cnt[b] ? lh_quant_bound(p, 1, a->cnt[b]) : 0;
+        if (a->cnt[b] && !a->fbytes[b]) {
+            size_t bad = a->cnt[b];
+            lh_callreduce_free(a);
+            return lh_fail(LH_ERR_INVALID_ARG, "compressed allreduce: no frame bound for %zu values", bad);
+        }
+        a->foff[b] = total;
+        total += a->fbytes[b];
+    }
+    size_t mine = a->cnt[a->rank];
+    a->frames = malloc(total ? total : 1);
+    a->inbox = malloc(a->fbytes[a->rank] * np + 1);
+    a->reduced = malloc((mine ? mine : 1) * sizeof(float));
+    if (!a->frames || !a->inbox || !a->reduced) goto nomem;
+    st = lh_quant_ctx_create(&a->qctx);
+    /* Different seeds per rank and per side keep stochastic rounding independent across contributors. */
+    if (!st) st = lh_grad_create(n ? n : 1, p, seed * 1000003u + (uint64_t)a->rank * 2, &a->worker);
+    if (!st) st = lh_grad_create(mine ? mine : 1, p, seed * 1000003u + (uint64_t)a->rank * 2 + 1, &a->server);
+    if (st) {
+        lh_callreduce_free(a);
+        return lh_fail_prefix(st, "compressed allreduce");
+    }
+    *out = a;
+    return LH_OK;
+nomem:
+    lh_callreduce_free(a);
+    return lh_fail(LH_ERR_NOMEM, "compressed allreduce: out of memory for %zu values", n);
+}
+
+const float *lh_callreduce_worker_residual(const lh_callreduce *a)
+{
+    return lh_grad_residual(a->worker);
+}
+
+const float *lh_callreduce_server_residual(const lh_callreduce *a, size_t *offset, size_t *count)
+{
+    if (offset) *offset = a->off[a->rank];
+    if (count) *count = a->cnt[a->rank];
+    return lh_grad_residual(a->server);
+}
+
+/* Encode into a frame of exactly a->fbytes[b] bytes (zero padding after the frame, if any). */
+static lh_status encode_block(lh_callreduce *a, lh_grad_codec *g, const float *src, size_t offset, int b,
+                              uint64_t step, uint8_t *dst)
+{
+    size_t len = 0;
+    lh_status st = lh_grad_encode_range(g, src, offset, a->cnt[b], step, dst, a->fbytes[b], &len);
+    if (st) return lh_fail_prefix(st, "compressing block %d", b);
+    if (len < a->fbytes[b]) memset(dst + len, 0, a->fbytes[b] - len);
+    return LH_OK;
+}
+
+/* Decode (add or store) a padded frame of block b. */
+static lh_status decode_block(lh_callreduce *a, const uint8_t *frame, int b, float *out, int add, int from)
+{
+    lh_quant_info info;
+    lh_status st = lh_quant_peek(frame, a->fbytes[b], &info);
+    if (!st && info.frame_bytes > a->fbytes[b])
+        st = lh_fail(LH_ERR_FORMAT, "frame of %zu bytes exceeds the %zu expected", info.frame_bytes, a->fbytes[b]);
+    if (!st)
+        st = add ? lh_quant_decode_add(a->qctx, frame, info.frame_bytes, out, 1, a->cnt[b])
+                 : lh_quant_decode(a->qctx, frame, info.frame_bytes, out, 1, a->cnt[b]);
+    if (st) return lh_fail_prefix(st, "compressed block %d from rank %d", b, from);
+    return LH_OK;
+}
+
+lh_status lh_callreduce_run(lh_callreduce *a, float *data, uint64_t step)
+{
+    if (!a || (a->n && !data)) return lh_fail(LH_ERR_INVALID_ARG, "compressed allreduce: NULL argument");
+    int np = a->size, me = a->rank;
+    size_t mine = a->cnt[me], inbox_stride = a->fbytes[me];
+    lh_status st = LH_OK;
+    /* 1. reduce-scatter: quantize others' blocks, exchange directly with every owner */
+    lh_comm_request **reqs = calloc(2 * (size_t)np, sizeof *reqs);
+    if (!reqs) return lh_fail(LH_ERR_NOMEM, "compressed allreduce: out of memory");
+    for (int k = 0; k < np && !st; k++) {
+        if (k == me || !mine) continue;
+        st = lh_comm_irecv_kind(a->c, a->inbox + (size_t)k * inbox_stride, inbox_stride, k, LH_COMM_CH_COLLECTIVE,
+                                LH_FRAME_COLLECTIVE, &reqs[np + k]);
+    }
+    for (int b = 0; b < np && !st; b++) {
+        if (b == me || !a->cnt[b]) continue;
+        uint8_t *f = a->frames + a->foff[b];
+        st = encode_block(a, a->worker, data, a->off[b], b, step, f);
+        if (!st)
+            st = lh_comm_isend_kind(a->c, f, a->fbytes[b], b, LH_COMM_CH_COLLECTIVE, LH_FRAME_COLLECTIVE, &reqs[b]);
+    }
+    lh_status wst = lh_comm_waitall(reqs, 2 * np);
+    if (!st) st = wst;
+    if (!st && !a->error_feedback) lh_grad_reset(a->worker);
+    /* The owner sums in rank order, its own contribution exact. */
+    if (!st && mine) {
+        memset(a->reduced, 0, mine * sizeof(float));
+        for (int k = 0; k < np && !st; k++) {
+            if (k == me)
+                for (size_t i = 0; i < mine; i++) a->reduced[i] += data[a->off[me] + i];
+            else
+                st = decode_block(a, a->inbox + (size_t)k * inbox_stride, me, a->reduced, 1, k);
+        }
+    }
+    /* 2. all-gather of the re-quantized reduced blocks; everyone decodes the same bytes */
+    if (!st && mine) st = encode_block(a, a->server, a->reduced, 0, me, step, a->frames + a->foff[me]);
+    if (!st && !a->error_feedback) lh_grad_reset(a->server);
+    if (!st) st = lh_comm_allgatherv_inplace(a->c, a->frames, a->foff, a->fbytes);
+    for (int b = 0; b < np && !st; b++)
+        if (a->cnt[b]) st = decode_block(a, a->frames + a->foff[b], b, data + a->off[b], 0, b);
+    free(reqs);
+    return st ? lh_fail_prefix(st, "compressed allreduce of %zu floats at %d bits", a->n, a->qp.bits) : LH_OK;
+}
