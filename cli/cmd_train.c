@@ -146,6 +146,8 @@ static lh_status decide_plan(const lh_job *job, const char *plan_path, const lh_
     lh_strategy_options opts = {.seed = job->seed};
     double t0 = lh_now_s();
     st = strategy->run(problem, &opts, out);
+    /* The strategies place devices; layers then follow each stage's slowest device. */
+    if (!st) st = lh_plan_balance_layers(problem, *out);
     if (!st) {
         LH_INFO("placement: %s placed %d stages x %d replicas in %.3f s (DT-FM cost %.4g s)", name, stages, replicas,
                 lh_now_s() - t0, (*out)->cost_s);
