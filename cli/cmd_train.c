@@ -301,6 +301,48 @@ static void print_plan(const lh_plan *plan, const lh_topology *t)
     }
 }
 
+/*
+ * Fault injection for the failure tests: LONGHAUL_FAULT="exit:RANK:STEP" makes
+ * that rank exit with status 3 before the step, "hang:RANK:STEP" makes it stop
+ * answering (sleep until killed).  The others must end the job with an error
+ * naming the rank, within peer_timeout_s.
+ */
+typedef struct fault_injection {
+    int kind; /* 0 none, 1 exit, 2 hang */
+    int rank;
+    int64_t step;
+} fault_injection;
+
+static fault_injection parse_fault_injection(void)
+{
+    fault_injection f = {0, -1, -1};
+    const char *spec = getenv("LONGHAUL_FAULT");
+    char kind[16];
+    long long step;
+    if (spec && sscanf(spec, "%15[a-z]:%d:%lld", kind, &f.rank, &step) == 3) {
+        f.step = step;
+        f.kind = strcmp(kind, "exit") == 0 ? 1 : strcmp(kind, "hang") == 0 ? 2 : 0;
+    }
+    if (spec && !f.kind) LH_WARN("LONGHAUL_FAULT=%s is not exit:RANK:STEP or hang:RANK:STEP; ignored", spec);
+    return f;
+}
+
+static void inject_fault(const fault_injection *f, int rank, int64_t step)
+{
+    if (!f->kind || f->rank != rank || f->step != step) return;
+    LH_WARN("fault injection: rank %d %s at step %lld", rank, f->kind == 1 ? "exits" : "hangs", (long long)step);
+    if (f->kind == 1) _exit(3);
+    for (;;) lh_sleep_s(1.0);
+}
+
+static _Noreturn void abort_job(int rank, lh_status st)
+{
+    fprintf(stderr, "longhaul train: rank %d: error (%s): %s\n", rank, lh_status_name(st), lh_last_error());
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, LH_EXIT_FAILURE);
+    _exit(LH_EXIT_FAILURE); /* MPI_Abort does not return; this keeps the compiler sure of it */
+}
+
 static lh_status run(const train_request *args, int rank, int size)
 {
     lh_job job;
@@ -347,7 +389,9 @@ static lh_status run(const train_request *args, int rank, int size)
     if (!st) st = build_emulation(&job, topology, rank, size, &netem);
     if (!st && job.security.key_file[0]) st = lh_key_load(job.security.key_file, secret);
     if (!st) {
-        lh_comm_options opts = {.job_secret = job.security.key_file[0] ? secret : NULL, .emulation = netem};
+        lh_comm_options opts = {.job_secret = job.security.key_file[0] ? secret : NULL,
+                                .emulation = netem,
+                                .timeout_s = job.peer_timeout_s};
         st = lh_comm_create(MPI_COMM_WORLD, &opts, &world);
     }
 
@@ -380,7 +424,9 @@ static lh_status run(const train_request *args, int rank, int size)
     lh_step_report r = {0};
     double first_loss = NAN, t0 = lh_now_s(), tokens_done = 0;
     uint64_t raw = 0, wire = 0;
+    fault_injection fault = parse_fault_injection();
     for (int64_t i = 0; i < total && !st; i++) {
+        inject_fault(&fault, rank, i);
         st = lh_engine_step(engine, &r);
         if (st) break;
         if (i == 0) first_loss = r.loss;
@@ -412,6 +458,9 @@ static lh_status run(const train_request *args, int rank, int size)
         if (metrics) fprintf(metrics, "{\"event\": \"end\", \"val_loss\": %.6f, \"elapsed_s\": %.3f}\n", val, elapsed);
     }
     if (metrics) fclose(metrics);
+    /* After a failure peers may be blocked in a collective or dead: report and end the job now
+     * rather than tear down communicators that might wait on them. */
+    if (st) abort_job(rank, st);
     lh_engine_free(engine);
     free(tokens);
     lh_comm_free(world);
@@ -432,11 +481,7 @@ int train_run(const train_request *req)
     lh_log_set_rank(rank);
     choose_threads();
     lh_status st = run(req, rank, size);
-    if (st) {
-        fprintf(stderr, "longhaul train: rank %d: error (%s): %s\n", rank, lh_status_name(st), lh_last_error());
-        fflush(stderr);
-        MPI_Abort(MPI_COMM_WORLD, LH_EXIT_FAILURE);
-    }
+    if (st) abort_job(rank, st);
     MPI_Finalize();
     return LH_EXIT_OK;
 }

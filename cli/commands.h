@@ -36,5 +36,10 @@ typedef struct train_request {
 /** Run a training job under MPI (initialising it if needed); returns the exit status. */
 int train_run(const train_request *req);
 int cmd_tokenize(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_sched_bench(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

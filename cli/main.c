@@ -24,6 +24,11 @@ static const command commands[] = {
     {"demo", "run the built-in demonstration on embedded data", cmd_demo},
     {"train", "train a job across ranks: mpirun -np N longhaul train job.json", cmd_train},
     {"tokenize", "turn a text file into llm.c token shards (or --decode one)", cmd_tokenize},
+    {"plan", "place stages and replicas on a topology: plan file + cost summary", cmd_plan},
+    {"sched-bench", "compare placement strategies on scenarios: table, CSV, PNG, --json", cmd_sched_bench},
+    {"probe", "measure every link and rank, write a topology: mpirun -np N longhaul probe --out t.json", cmd_probe},
+    {"eval", "mean validation loss of a checkpoint on token shards or text: --json for an object", cmd_eval},
+    {"generate", "sample text from a checkpoint (greedy, temperature, top-k)", cmd_generate},
 };
 static const size_t command_count = sizeof commands / sizeof commands[0];
 

@@ -31,6 +31,7 @@ typedef struct comm_shared {
     lh_netem *netem; /* one set of link clocks: sub-communicators share the physical links */
     size_t max_payload;
     lh_comm_algorithm algorithm;
+    double timeout_s; /* > 0: a wait longer than this fails naming the peer */
 } comm_shared;
 
 struct lh_comm {
@@ -196,6 +197,7 @@ lh_status lh_comm_create(MPI_Comm mpi_comm, const lh_comm_options *options, lh_c
         c->shared->refs = 1;
         c->shared->max_payload = max_payload;
         c->shared->algorithm = o->algorithm;
+        c->shared->timeout_s = o->timeout_s;
         for (int i = 0; i < c->size; i++) c->net_rank[i] = i;
         if (o->job_secret) {
             c->shared->has_secret = 1;
@@ -592,16 +594,54 @@ static lh_status wait_recv(lh_comm_request *r)
     return LH_OK;
 }
 
+/*
+ * With a timeout, complete the MPI side by polling (sleeping between polls, which
+ * also leaves the core to others on an oversubscribed host) until the deadline.
+ * A receive that times out is cancelled; a send stuck in rendezvous cannot be
+ * cancelled reliably, so its request is left to the dying job rather than
+ * freed under MPI's feet.
+ */
+static lh_status await_with_timeout(lh_comm_request *r, int *leak)
+{
+    double timeout = r->c->shared->timeout_s;
+    *leak = 0;
+    if (timeout <= 0 || r->mpi_done) return LH_OK;
+    double deadline = lh_now_s() + timeout, pause = 10e-6;
+    for (;;) {
+        int flag = 0;
+        int rc = MPI_Testall(r->nframes, r->mreq, &flag, r->mstatus);
+        if (rc != MPI_SUCCESS || flag) {
+            r->mpi_done = 1;
+            r->mpi_rc = rc;
+            return LH_OK;
+        }
+        if (lh_now_s() > deadline) break;
+        lh_sleep_s(pause);
+        if (pause < 200e-6) pause *= 2;
+    }
+    lh_status st = lh_fail(LH_ERR_TIMEOUT, "%s rank %d on channel %d: no answer within %.3g s (peer dead or hung?)",
+                           r->is_send ? "send to" : "receive from", r->peer, r->channel, timeout);
+    if (r->is_send) *leak = 1;
+    else request_cancel_rest(r, 0);
+    return mark_failed(r->c, st);
+}
+
 lh_status lh_comm_wait(lh_comm_request *req)
 {
     if (!req) return lh_fail(LH_ERR_INVALID_ARG, "wait: NULL request");
     if (req->c->failed) { /* the stream is out of step: waiting could block forever */
-        request_cancel_rest(req, 0);
         lh_status st = comm_failed_state(req->c);
+        /* A receive can be cancelled; a send stuck in rendezvous may never complete, so its
+         * request (and staging buffer, which MPI may still read) is left to the dying job. */
+        if (req->is_send) return st;
+        request_cancel_rest(req, 0);
         request_free(req);
         return st;
     }
-    lh_status st = req->is_send ? wait_send(req) : wait_recv(req);
+    int leak = 0;
+    lh_status st = await_with_timeout(req, &leak);
+    if (leak) return st;
+    if (!st) st = req->is_send ? wait_send(req) : wait_recv(req);
     request_free(req);
     return st;
 }

@@ -65,6 +65,10 @@ typedef struct lh_comm_options {
     /* Emulated links indexed by rank in the MPI communicator given to lh_comm_create, or NULL for
      * the real network.  Cloned: the communicator keeps its own link clocks. */
     const lh_netem *emulation;
+    /* > 0: a send or receive that has not completed after this many seconds fails with
+     * LH_ERR_TIMEOUT naming the peer (and the communicator becomes unusable); 0 waits forever.
+     * Inherited by split communicators. */
+    double timeout_s;
     /* Largest payload per frame (one MPI message); 0 means LH_COMM_DEFAULT_MAX_FRAME_PAYLOAD.
      * Must be equal on every rank. */
     size_t max_frame_payload;

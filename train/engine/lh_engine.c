@@ -44,7 +44,8 @@ struct lh_engine {
     lh_lr_schedule lr;
 
     lh_comm *world, *pipe, *dp, *tied;
-    int *dp_world_rank; /* [replicas]: world rank of this stage in each replica */
+    int *dp_world_rank;   /* [replicas]: world rank of this stage in each replica */
+    int *pipe_world_rank; /* [stages]: world rank of each stage of this replica */
     lh_stage *model;
     lh_dataset *train, *val;
 
@@ -90,7 +91,7 @@ static lh_status wait_sends(lh_engine *e)
     lh_status st = lh_comm_waitall(e->pending, e->n_pending);
     e->n_pending = 0;
     e->comm_s += elapsed_since(t0);
-    return st;
+    return st ? lh_fail_prefix(st, "completing sends to pipeline neighbours") : LH_OK;
 }
 
 /* Send `len` bytes to pipeline peer `peer`, with a length message first when `sized`. */
@@ -107,7 +108,7 @@ static lh_status send_message(lh_engine *e, const void *buf, size_t len, int pee
     if (!st) st = lh_comm_isend(e->pipe, buf, len, peer, channel, &req);
     if (!st) st = track_send(e, req);
     e->comm_s += elapsed_since(t0);
-    return st;
+    return st ? lh_fail_prefix(st, "sending to stage %d (world rank %d)", peer, e->pipe_world_rank[peer]) : LH_OK;
 }
 
 /* Receive a message sent by send_message into e->msg (sized) or `dst` (exact size). */
@@ -128,7 +129,8 @@ static lh_status recv_message(lh_engine *e, void *dst, size_t exact, int peer, i
         *len = (size_t)len64;
     }
     e->comm_s += elapsed_since(t0);
-    return st;
+    return st ? lh_fail_prefix(st, "receiving from stage %d (world rank %d)", peer, e->pipe_world_rank[peer])
+              : LH_OK;
 }
 
 static size_t tensor_floats(const lh_engine *e) { return (size_t)e->micro * e->seq * e->channels; }
@@ -245,11 +247,15 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
     e->channels = job->model.channels;
     e->world = world;
     e->dp_world_rank = malloc((size_t)plan->replicas * sizeof *e->dp_world_rank);
-    if (!e->dp_world_rank) {
+    e->pipe_world_rank = malloc((size_t)plan->stages * sizeof *e->pipe_world_rank);
+    if (!e->dp_world_rank || !e->pipe_world_rank) {
+        free(e->dp_world_rank);
+        free(e->pipe_world_rank);
         free(e);
         return lh_fail(LH_ERR_NOMEM, "engine: out of memory");
     }
     for (int r = 0; r < plan->replicas; r++) e->dp_world_rank[r] = lh_plan_device(plan, r, stage);
+    for (int s = 0; s < plan->stages; s++) e->pipe_world_rank[s] = lh_plan_device(plan, replica, s);
     e->slots = job->schedule == LH_JOB_SCHEDULE_GPIPE ? e->micro_batches
                                                   : (e->stages - stage < e->micro_batches ? e->stages - stage
                                                                                           : e->micro_batches);
@@ -319,6 +325,7 @@ void lh_engine_free(lh_engine *e)
     if (e->n_pending) wait_sends(e);
     free(e->pending);
     free(e->dp_world_rank);
+    free(e->pipe_world_rank);
     lh_comm_free(e->pipe);
     lh_comm_free(e->dp);
     lh_comm_free(e->tied);
