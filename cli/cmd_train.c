@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "lh_checkpoint.h"
 #include "lh_comm.h"
 #include "lh_data.h"
 #include "lh_engine.h"
@@ -39,6 +40,7 @@ static void usage(FILE *out)
             "options:\n"
             "  --steps N      stop after N steps (default: the job's steps or epochs)\n"
             "  --plan FILE    use this plan instead of the job's plan or the scheduler\n"
+            "  --resume       continue from the job's newest committed checkpoint, if any\n"
             "  --quiet        no per-step progress lines\n"
             "  --help         this text\n");
 }
@@ -48,6 +50,7 @@ static int parse_args(int argc, char **argv, train_request *a)
     static const struct option options[] = {{"steps", required_argument, NULL, 's'},
                                             {"plan", required_argument, NULL, 'p'},
                                             {"quiet", no_argument, NULL, 'q'},
+                                            {"resume", no_argument, NULL, 'r'},
                                             {"help", no_argument, NULL, 'h'},
                                             {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
@@ -66,6 +69,7 @@ static int parse_args(int argc, char **argv, train_request *a)
         }
         case 'p': a->plan_path = optarg; break;
         case 'q': a->quiet = 1; break;
+        case 'r': a->resume = 1; break;
         case 'h': usage(stdout); return -1;
         default: usage(stderr); return LH_EXIT_USAGE;
         }
@@ -335,6 +339,31 @@ static void inject_fault(const fault_injection *f, int rank, int64_t step)
     for (;;) lh_sleep_s(1.0);
 }
 
+/* A job that starts from a checkpoint may leave the shape to it; a shape it gives must match. */
+static lh_status shape_from_checkpoint(lh_job *job)
+{
+    lh_checkpoint_format format;
+    lh_model_config cfg;
+    lh_status st = lh_checkpoint_read_config(job->model.init_checkpoint, &format, &cfg);
+    if (st) return st;
+    struct { const char *name; int *field; int value; } dims[] = {
+        {"layers", &job->model.layers, cfg.num_layers},   {"channels", &job->model.channels, cfg.channels},
+        {"heads", &job->model.heads, cfg.num_heads},      {"context", &job->model.context, cfg.max_seq_len},
+        {"vocab", &job->model.vocab, cfg.vocab_size},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        if (*dims[i].field == 0) *dims[i].field = dims[i].value;
+        else if (*dims[i].field != dims[i].value)
+            return lh_fail(LH_ERR_MISMATCH, "$.model.%s is %d but %s has %d", dims[i].name, *dims[i].field,
+                           job->model.init_checkpoint, dims[i].value);
+    }
+    if (job->batch.seq_len == 0) job->batch.seq_len = job->model.context;
+    if (job->batch.seq_len > job->model.context)
+        return lh_fail(LH_ERR_MISMATCH, "$.batch.seq_len %d is longer than the checkpoint's context %d",
+                       job->batch.seq_len, job->model.context);
+    return LH_OK;
+}
+
 static _Noreturn void abort_job(int rank, lh_status st)
 {
     fprintf(stderr, "longhaul train: rank %d: error (%s): %s\n", rank, lh_status_name(st), lh_last_error());
@@ -348,13 +377,11 @@ static lh_status run(const train_request *args, int rank, int size)
     lh_job job;
     lh_status st = broadcast_job(args, &job, rank);
     if (st) return st;
+    if (job.model.init_checkpoint[0]) {
+        st = shape_from_checkpoint(&job);
+        if (st) return st;
+    }
     /* Say so plainly rather than ignore settings the engine does not honour yet. */
-    if (job.checkpoint.dir[0])
-        return lh_fail(LH_ERR_UNSUPPORTED, "%s: $.checkpoint: the training engine does not write checkpoints yet",
-                       args->job_path);
-    if (job.model.init_checkpoint[0])
-        return lh_fail(LH_ERR_UNSUPPORTED, "%s: $.model.init_checkpoint: the training engine cannot start from a "
-                       "checkpoint yet", args->job_path);
     if (job.data.val[0])
         return lh_fail(LH_ERR_UNSUPPORTED, "%s: $.data.val: a separate validation file is not supported yet; use "
                        "val_fraction", args->job_path);
@@ -401,11 +428,17 @@ static lh_status run(const train_request *args, int rank, int size)
     lh_engine *engine = NULL;
     if (!st) st = lh_engine_create(&job, plan, world, tokens, n_tokens, &engine);
 
+    /* Where to start: a committed checkpoint of this job, else the initial weights, else the seed. */
+    int resumed = 0;
+    if (!st && job.checkpoint.dir[0] && (job.checkpoint.resume || args->resume))
+        st = lh_engine_resume(engine, job.checkpoint.dir, &resumed);
+    if (!st && !resumed && job.model.init_checkpoint[0]) st = lh_engine_load_weights(engine, job.model.init_checkpoint);
+
     FILE *metrics = NULL;
     if (!st && rank == 0) {
         char path[LH_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/metrics.jsonl", job.output_dir);
-        metrics = fopen(path, "w");
+        metrics = fopen(path, resumed ? "a" : "w");
         if (!metrics) LH_WARN("cannot write %s; metrics go to the log only", path);
     }
     int64_t total = engine ? lh_engine_total_steps(engine) : 0;
@@ -425,11 +458,13 @@ static lh_status run(const train_request *args, int rank, int size)
     double first_loss = NAN, t0 = lh_now_s(), tokens_done = 0;
     uint64_t raw = 0, wire = 0;
     fault_injection fault = parse_fault_injection();
-    for (int64_t i = 0; i < total && !st; i++) {
+    int64_t start = engine ? lh_engine_current_step(engine) : 0;
+    if (!st && rank == 0 && resumed) printf("resumed at step %lld\n", (long long)start);
+    for (int64_t i = start; i < total && !st; i++) {
         inject_fault(&fault, rank, i);
         st = lh_engine_step(engine, &r);
         if (st) break;
-        if (i == 0) first_loss = r.loss;
+        if (i == start) first_loss = r.loss;
         raw += r.raw_bytes;
         wire += r.wire_bytes;
         tokens_done += r.tokens_per_s * r.step_s;
@@ -437,12 +472,17 @@ static lh_status run(const train_request *args, int rank, int size)
             write_metric(metrics, &r, netem != NULL);
             if (!args->quiet && ((i + 1) % job.log_every == 0 || i + 1 == total)) print_progress(&r, total, netem != NULL);
         }
-        if (job.eval_every > 0 && (i + 1) % job.eval_every == 0 && i + 1 < total) {
+        if (job.checkpoint.dir[0] && job.checkpoint.every_steps > 0 && (i + 1) % job.checkpoint.every_steps == 0 &&
+            i + 1 < total)
+            st = lh_engine_save_checkpoint(engine, job.checkpoint.dir);
+        if (!st && job.eval_every > 0 && (i + 1) % job.eval_every == 0 && i + 1 < total) {
             double val;
             st = lh_engine_evaluate(engine, 8, &val);
             if (!st && rank == 0) printf("step %lld: validation loss %.4f\n", (long long)i + 1, val);
         }
     }
+    if (!st && job.checkpoint.dir[0] && lh_engine_current_step(engine) > start)
+        st = lh_engine_save_checkpoint(engine, job.checkpoint.dir);
     double val = NAN;
     if (!st && job.data.val_fraction > 0) st = lh_engine_evaluate(engine, FINAL_EVAL_BATCHES, &val);
     if (!st && rank == 0) {

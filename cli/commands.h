@@ -31,6 +31,7 @@ typedef struct train_request {
     const char *plan_path;     /* overrides the job's plan */
     int64_t steps;             /* > 0: stop after this many steps */
     int quiet;                 /* no per-step lines */
+    int resume;                /* continue from the newest committed checkpoint */
 } train_request;
 
 /** Run a training job under MPI (initialising it if needed); returns the exit status. */

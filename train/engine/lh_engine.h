@@ -85,6 +85,32 @@ lh_status lh_engine_evaluate(lh_engine *e, int64_t max_batches, double *loss);
  */
 lh_status lh_engine_verify_replicas(lh_engine *e);
 
+/**
+ * Collective: write a checkpoint of the current step under folder `root`
+ * (every stage of replica 0 writes its own part, rank 0 commits with a
+ * manifest and the LATEST pointer, keeping job.checkpoint.keep of them).
+ * Replicas are verified to agree first.  Layout and guarantees:
+ * lh_engine_checkpoint.c and docs/training.md.
+ */
+lh_status lh_engine_save_checkpoint(lh_engine *e, const char *root);
+
+/**
+ * Collective: if `root` holds a committed checkpoint, load this rank's stage
+ * (parameters, AdamW moments) from its parts, whatever partition wrote them,
+ * and restore the step and the dataset position; *resumed says whether one
+ * was found.
+ */
+lh_status lh_engine_resume(lh_engine *e, const char *root, int *resumed);
+
+/**
+ * Collective: load starting weights (llm.c or longhaul format) into every
+ * rank's stage, for fine-tuning; AdamW moments start at zero.
+ */
+lh_status lh_engine_load_weights(lh_engine *e, const char *path);
+
+/** Optimizer steps taken so far (after a resume: the checkpoint's step). */
+int64_t lh_engine_current_step(const lh_engine *e);
+
 /** Steps the job runs in all (from batch.steps or batch.epochs). */
 int64_t lh_engine_total_steps(const lh_engine *e);
 
