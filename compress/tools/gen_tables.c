@@ -142,5 +142,7 @@ int main(void)
         printf("};\n");
     }
     printf("#endif\n");
+    free(ps);
+    free(a);
     return 0;
 }
