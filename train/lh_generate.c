@@ -22,7 +22,8 @@
 
 struct lh_kv_cache {
     lh_stage *stage;
-    int L, C, NH, maxT, V, Vp, length;
+    int first_layer, L, C, NH, maxT, V, Vp, length; /* L: the stage's own layers */
+    int has_embedding, has_head;
     float *keys, *values; /* (L, maxT, C) each */
     float *buffer;        /* the per-step scratch below */
     float *x, *ln, *stats, *qkv, *y, *proj, *fch, *fch_gelu, *att, *logits;
@@ -33,18 +34,19 @@ lh_status lh_kv_cache_create(lh_stage *stage, lh_kv_cache **out)
     *out = NULL;
     const lh_stage_spec *spec = lh_stage_get_spec(stage);
     const lh_model_config *c = lh_stage_config(stage);
-    if (!spec->has_embedding || !spec->has_head || spec->layer_count != c->num_layers)
-        return lh_fail(LH_ERR_INVALID_ARG, "kv cache: needs a whole-model stage");
     lh_kv_cache *k = calloc(1, sizeof *k);
     if (!k) return lh_fail(LH_ERR_NOMEM, "kv cache: out of memory");
     k->stage = stage;
-    k->L = c->num_layers;
+    k->first_layer = spec->first_layer;
+    k->L = spec->layer_count;
+    k->has_embedding = spec->has_embedding;
+    k->has_head = spec->has_head;
     k->C = c->channels;
     k->NH = c->num_heads;
     k->maxT = c->max_seq_len;
     k->V = c->vocab_size;
     k->Vp = c->padded_vocab_size;
-    int64_t kv = (int64_t)k->L * k->maxT * k->C, C = k->C;
+    int64_t kv = (int64_t)(k->L > 0 ? k->L : 1) * k->maxT * k->C, C = k->C;
     int64_t scratch = C /* x */ + C /* ln */ + 2 /* mean, rstd */ + 3 * C + C + C + 4 * C + 4 * C + k->maxT + k->Vp;
     k->keys = malloc((size_t)kv * sizeof(float));
     k->values = malloc((size_t)kv * sizeof(float));
@@ -105,22 +107,31 @@ static float sum8(const float *a, int n)
     return sum;
 }
 
-lh_status lh_kv_cache_step(lh_kv_cache *k, int32_t token, const float **logits)
+lh_status lh_kv_cache_step_stage(lh_kv_cache *k, int32_t token, const float *input, float *output,
+                                 const float **logits)
 {
-    if (token < 0 || token >= k->V)
-        return lh_fail(LH_ERR_INVALID_ARG, "kv cache: token %d outside the vocabulary [0, %d)", token, k->V);
     if (k->length >= k->maxT)
         return lh_fail(LH_ERR_CAPACITY, "kv cache: full at the model's %d positions", k->maxT);
+    if (k->has_embedding && (token < 0 || token >= k->V))
+        return lh_fail(LH_ERR_INVALID_ARG, "kv cache: token %d outside the vocabulary [0, %d)", token, k->V);
+    if (!k->has_embedding && !input) return lh_fail(LH_ERR_INVALID_ARG, "kv cache: a later stage needs its input row");
+    if (k->has_head ? !logits : !output)
+        return lh_fail(LH_ERR_INVALID_ARG, "kv cache: %s is NULL", k->has_head ? "logits" : "output");
     lh_stage *s = k->stage;
     int C = k->C, NH = k->NH, hs = C / NH, pos = k->length;
     float scale = 1.0f / sqrtf((float)hs);
-    const float *wte = lh_stage_wte(s, 0) + (int64_t)token * C, *wpe = lh_stage_wpe(s, 0) + (int64_t)pos * C;
-    for (int c = 0; c < C; c++) k->x[c] = wte[c] + wpe[c];
-    for (int l = 0; l < k->L; l++) {
+    if (k->has_embedding) {
+        const float *wte = lh_stage_wte(s, 0) + (int64_t)token * C, *wpe = lh_stage_wpe(s, 0) + (int64_t)pos * C;
+        for (int c = 0; c < C; c++) k->x[c] = wte[c] + wpe[c];
+    } else {
+        memcpy(k->x, input, (size_t)C * sizeof(float));
+    }
+    for (int i = 0; i < k->L; i++) {
+        int l = k->first_layer + i;
         float *(*w)(lh_stage *, int, lh_layer_tensor, int) = lh_stage_layer_tensor;
         lh_layernorm_forward(k->ln, k->stats, k->stats + 1, k->x, w(s, l, LH_LN1W, 0), w(s, l, LH_LN1B, 0), 1, C);
         lh_matmul_forward(k->qkv, k->ln, w(s, l, LH_QKVW, 0), w(s, l, LH_QKVB, 0), 1, C, 3 * C);
-        float *keys = k->keys + (int64_t)l * k->maxT * C, *values = k->values + (int64_t)l * k->maxT * C;
+        float *keys = k->keys + (int64_t)i * k->maxT * C, *values = k->values + (int64_t)i * k->maxT * C;
         memcpy(keys + (int64_t)pos * C, k->qkv + C, (size_t)C * sizeof(float));
         memcpy(values + (int64_t)pos * C, k->qkv + 2 * C, (size_t)C * sizeof(float));
         for (int h = 0; h < NH; h++) {
@@ -133,11 +144,11 @@ lh_status lh_kv_cache_step(lh_kv_cache *k, int32_t token, const float **logits)
             for (int t2 = 0; t2 <= pos; t2++) k->att[t2] = lh_expf(k->att[t2] - maxval);
             float inv = 1.0f / sum8(k->att, pos + 1);
             float *y = k->y + h * hs;
-            for (int i = 0; i < hs; i++) y[i] = 0.0f;
+            for (int j = 0; j < hs; j++) y[j] = 0.0f;
             for (int t2 = 0; t2 <= pos; t2++) {
                 float a = k->att[t2] * inv;
                 const float *v = values + (int64_t)t2 * C + h * hs;
-                for (int i = 0; i < hs; i++) y[i] += a * v[i];
+                for (int j = 0; j < hs; j++) y[j] += a * v[j];
             }
         }
         lh_matmul_forward(k->proj, k->y, w(s, l, LH_ATTPROJW, 0), w(s, l, LH_ATTPROJB, 0), 1, C, C);
@@ -148,11 +159,22 @@ lh_status lh_kv_cache_step(lh_kv_cache *k, int32_t token, const float **logits)
         lh_matmul_forward(k->proj, k->fch_gelu, w(s, l, LH_FCPROJW, 0), w(s, l, LH_FCPROJB, 0), 1, 4 * C, C);
         for (int c = 0; c < C; c++) k->x[c] += k->proj[c];
     }
+    k->length = pos + 1;
+    if (!k->has_head) {
+        memcpy(output, k->x, (size_t)C * sizeof(float));
+        return LH_OK;
+    }
     lh_layernorm_forward(k->ln, k->stats, k->stats + 1, k->x, lh_stage_lnfw(s, 0), lh_stage_lnfb(s, 0), 1, C);
     lh_matmul_forward(k->logits, k->ln, lh_stage_wte(s, 0), NULL, 1, C, k->Vp);
-    k->length = pos + 1;
     *logits = k->logits;
     return LH_OK;
+}
+
+lh_status lh_kv_cache_step(lh_kv_cache *k, int32_t token, const float **logits)
+{
+    if (!k->has_embedding || !k->has_head)
+        return lh_fail(LH_ERR_INVALID_ARG, "kv cache: token-to-logits steps need a whole-model stage");
+    return lh_kv_cache_step_stage(k, token, NULL, NULL, logits);
 }
 
 /* ---- sampling ---- */

@@ -25,7 +25,7 @@ extern "C" {
 /** Keys and values of every layer for up to max_seq_len positions. */
 typedef struct lh_kv_cache lh_kv_cache;
 
-/** A cache for a whole-model stage (the stage must outlive it). */
+/** A cache for the layers of `stage` (any stage of a split model; the stage must outlive it). */
 lh_status lh_kv_cache_create(lh_stage *stage, lh_kv_cache **out);
 
 /** Free (NULL accepted). */
@@ -46,6 +46,17 @@ int lh_kv_cache_length(const lh_kv_cache *cache);
  * float rounding.
  */
 lh_status lh_kv_cache_step(lh_kv_cache *cache, int32_t token, const float **logits);
+
+/**
+ * The same step for any pipeline stage: the first stage takes `token`, a
+ * later one `input` (its predecessor's output row, C floats); a stage without
+ * the head writes its output row to `output` (C floats), the last stage
+ * returns its logits.  Running every stage's step in order equals
+ * lh_kv_cache_step on the whole model.  The cache keeps only the stage's own
+ * layers' keys and values.
+ */
+lh_status lh_kv_cache_step_stage(lh_kv_cache *cache, int32_t token, const float *input, float *output,
+                                 const float **logits);
 
 /** How to pick the next token. */
 typedef struct lh_sampling {

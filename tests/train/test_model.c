@@ -646,8 +646,47 @@ static void test_kv_cache_matches_forward(void)
     lh_stage_free(s);
 }
 
+/* A pipeline of stage caches, each feeding the next one token's row, is the whole-model cache. */
+static void test_kv_cache_across_stages(void)
+{
+    lh_model_config c = small_config();
+    lh_stage_spec whole_spec = lh_stage_spec_whole(&c);
+    lh_stage *whole;
+    LH_ASSERT_OK(lh_stage_create(&c, &whole_spec, 1, c.max_seq_len, 1, &whole));
+    lh_stage_init_params(whole, 41);
+    int cut = c.num_layers / 2;
+    lh_stage_spec specs[2] = {{0, cut, 1, 0}, {cut, c.num_layers - cut, 0, 1}};
+    lh_stage *st[2];
+    lh_kv_cache *kv[2], *kw;
+    for (int i = 0; i < 2; i++) {
+        LH_ASSERT_OK(lh_stage_create(&c, &specs[i], 1, c.max_seq_len, 1, &st[i]));
+        lh_stage_init_params(st[i], 41); /* same weights as the whole model, by construction */
+        LH_ASSERT_OK(lh_kv_cache_create(st[i], &kv[i]));
+    }
+    LH_ASSERT_OK(lh_kv_cache_create(whole, &kw));
+    float *row = malloc(sizeof(float) * (size_t)c.channels);
+    const float *a, *b;
+    for (int t = 0; t < 12; t++) {
+        int32_t token = (int32_t)(urand() % c.vocab_size);
+        LH_ASSERT_OK(lh_kv_cache_step(kw, token, &a));
+        LH_ASSERT_OK(lh_kv_cache_step_stage(kv[0], token, NULL, row, NULL));
+        LH_ASSERT_OK(lh_kv_cache_step_stage(kv[1], 0, row, NULL, &b));
+        CU_ASSERT_EQUAL(memcmp(a, b, sizeof(float) * (size_t)c.vocab_size), 0);
+    }
+    LH_ASSERT_FAILS_WITH(lh_kv_cache_step_stage(kv[1], 0, NULL, NULL, &b), LH_ERR_INVALID_ARG, "input row");
+    LH_ASSERT_FAILS_WITH(lh_kv_cache_step(kv[0], 1, &b), LH_ERR_INVALID_ARG, "whole-model stage");
+    free(row);
+    lh_kv_cache_free(kw);
+    for (int i = 0; i < 2; i++) {
+        lh_kv_cache_free(kv[i]);
+        lh_stage_free(st[i]);
+    }
+    lh_stage_free(whole);
+}
+
 CU_TestInfo model_tests[] = {
     {"KV cache decoding matches the full forward", test_kv_cache_matches_forward},
+    {"KV caches of split stages chain to the whole model's", test_kv_cache_across_stages},
     {"sampling: greedy, top-k, temperature; generation", test_sampling},
     {"golden forward/backward/AdamW vs PyTorch float64", test_golden_forward_backward_adamw},
     {"hand-built llm.c file gives log(V)", test_handbuilt_llmc_loss},
