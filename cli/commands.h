@@ -22,6 +22,7 @@ int cli_report(const char *cmd, lh_status st);
 int cmd_check(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_launch(int argc, char **argv);
 
 /** What `longhaul train` (and the demo) runs. */
 typedef struct train_request {

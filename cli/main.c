@@ -23,6 +23,7 @@ static const command commands[] = {
     {"check", "validate topology, plan and job files and summarise them", cmd_check},
     {"demo", "run the built-in demonstration on embedded data", cmd_demo},
     {"train", "train a job across ranks: mpirun -np N longhaul train job.json", cmd_train},
+    {"launch", "run a training command and restart it from its checkpoint after a failure", cmd_launch},
     {"tokenize", "turn a text file into llm.c token shards (or --decode one)", cmd_tokenize},
     {"plan", "place stages and replicas on a topology: plan file + cost summary", cmd_plan},
     {"sched-bench", "compare placement strategies on scenarios: table, CSV, PNG, --json", cmd_sched_bench},
