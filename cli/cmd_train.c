@@ -297,9 +297,9 @@ static void print_plan(const lh_plan *plan, const lh_topology *t)
         printf("  replica %d:", r);
         for (int s = 0; s < plan->stages; s++) {
             int d = lh_plan_device(plan, r, s);
-            printf("%s %s[layers %d-%d]", s ? " ->" : "", t && d < t->n_devices ? t->devices[d].name : "rank",
-                   plan->first_layer[s], plan->first_layer[s] + plan->num_layers[s] - 1);
-            if (!t) printf("%d", d);
+            if (t && d < t->n_devices) printf("%s %s", s ? " ->" : "", t->devices[d].name);
+            else printf("%s rank %d", s ? " ->" : "", d);
+            printf("[layers %d-%d]", plan->first_layer[s], plan->first_layer[s] + plan->num_layers[s] - 1);
         }
         printf("\n");
     }
