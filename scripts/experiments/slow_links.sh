@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Experiment 2 of issue 6: training throughput over emulated slow links.
+# 4 ranks (2 pipeline stages x 2 data-parallel replicas) on a uniform emulated
+# network at 10 Gbit/s, 1 Gbit/s, 500 Mbit/s and 100 Mbit/s (1 ms), time-scaled
+# by TIME_SCALE to this CPU's compute speed; fp32 vs AQ-SGD fw4/bw8 vs AQ-SGD
+# plus 4-bit data-parallel gradients.  Prints tokens/s (mean over steps after a
+# warm-up) and each run's ratio to fp32 at 10 Gbit/s.
+#   scripts/experiments/slow_links.sh [OUT_DIR] [TIME_SCALE] [STEPS]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=$(realpath -m "${1:-$root/runs/slow_links}")
+scale=${2:-10}
+steps=${3:-30}
+longhaul=$root/build/longhaul
+flags=(--oversubscribe --bind-to none)
+[ "$(id -u)" = 0 ] && flags+=(--allow-run-as-root)
+mkdir -p "$out"
+cd "$out"
+# A small training set (64 samples per replica: an epoch is 8 steps), so that after the first
+# epoch AQ-SGD runs in its steady state: every sample seen before travels as a low-bit delta.
+if [ ! -f small.txt ]; then
+  "$longhaul" tokenize --embedded --out corpus --val-fraction 0 > /dev/null
+  "$longhaul" tokenize --decode corpus/train_000000.bin --max-tokens 8500 > small.txt
+fi
+for mbps in 10000 1000 500 100; do
+  gbps=$(awk -v m="$mbps" 'BEGIN { print m / 1000 }')
+  cat > "topo_$mbps.json" <<TOPO
+{ "format": "longhaul-topology", "version": 1,
+  "devices": [ { "id": 0, "flops": 1e12, "memory_bytes": 1e10 }, { "id": 1, "flops": 1e12, "memory_bytes": 1e10 },
+               { "id": 2, "flops": 1e12, "memory_bytes": 1e10 }, { "id": 3, "flops": 1e12, "memory_bytes": 1e10 } ],
+  "default_link": { "latency_ms": 1, "bandwidth_gbps": $gbps } }
+TOPO
+  for mode in fp32 aqsgd aqsgd_grad4; do
+    name="${mode}_${mbps}"
+    [ -f "$name/metrics.jsonl" ] && grep -q '"event": "end"' "$name/metrics.jsonl" && continue
+    cmode=$mode; gbits=0
+    [ "$mode" = aqsgd_grad4 ] && { cmode=aqsgd; gbits=4; }
+    cat > "$name.json" <<JOB
+{ "format": "longhaul-job", "version": 1, "name": "$name", "seed": 3,
+  "model": { "layers": 4, "channels": 128, "heads": 4, "context": 64, "vocab": 257 },
+  "data": { "train": "$out/small.txt", "val_fraction": 0.02 },
+  "batch": { "batch_size": 8, "micro_batch": 2, "steps": $steps },
+  "placement": { "pipeline_stages": 2, "data_parallel": 2, "topology": "$out/topo_$mbps.json",
+                 "emulate": true, "time_scale": $scale, "strategy": "rank" },
+  "compression": { "mode": "$cmode", "forward_bits": 4, "backward_bits": 8, "gradient_bits": $gbits },
+  "verify_every": 0, "log_every": 10, "output_dir": "$out/$name" }
+JOB
+    mpirun "${flags[@]}" -np 4 "$longhaul" train "$name.json" > "$name.log" 2>&1
+  done
+done
+# Mean tokens/s over the steps after the first epoch (8 steps) plus one.
+tps() { awk -F'"tokens_per_s": ' 'NF > 1 { split($2, a, ","); n++; if (n > 9) { s += a[1]; c++ } } END { printf "%.0f", s / c }' "$1/metrics.jsonl"; }
+base=$(tps fp32_10000)
+printf '| link | fp32 tok/s | AQ-SGD tok/s | AQ-SGD + 4-bit grads tok/s | AQ-SGD vs fp32@10G | AQ+grads vs fp32 same link |\n|---|---|---|---|---|---|\n' | tee table.md
+for mbps in 10000 1000 500 100; do
+  f=$(tps "fp32_$mbps"); a=$(tps "aqsgd_$mbps"); g=$(tps "aqsgd_grad4_$mbps")
+  awk -v m="$mbps" -v f="$f" -v a="$a" -v g="$g" -v b="$base" \
+    'BEGIN { printf "| %d Mbit/s | %d | %d | %d | %.2fx | %.2fx |\n", m, f, a, g, a / b, g / f }' | tee -a table.md
+done
