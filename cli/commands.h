@@ -43,5 +43,6 @@ int cmd_sched_bench(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_serve_sim(int argc, char **argv);
 
 #endif

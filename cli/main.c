@@ -30,6 +30,7 @@ static const command commands[] = {
     {"probe", "measure every link and rank, write a topology: mpirun -np N longhaul probe --out t.json", cmd_probe},
     {"eval", "mean validation loss of a checkpoint on token shards or text: --json for an object", cmd_eval},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k)", cmd_generate},
+    {"serve-sim", "serving scheduling: replication policies on a request trace, --latency placement", cmd_serve_sim},
 };
 static const size_t command_count = sizeof commands / sizeof commands[0];
 
