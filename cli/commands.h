@@ -44,5 +44,6 @@ int cmd_probe(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_serve_sim(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

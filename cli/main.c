@@ -31,6 +31,7 @@ static const command commands[] = {
     {"eval", "mean validation loss of a checkpoint on token shards or text: --json for an object", cmd_eval},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k)", cmd_generate},
     {"serve-sim", "serving scheduling: replication policies on a request trace, --latency placement", cmd_serve_sim},
+    {"serve", "serve completions over HTTP (OpenAI-compatible, SSE streaming, /metrics)", cmd_serve},
 };
 static const size_t command_count = sizeof commands / sizeof commands[0];
 
