@@ -24,8 +24,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <mpi.h>
+#include <unistd.h>
+
 #include "lh_checkpoint.h"
+#include "lh_comm.h"
 #include "lh_data.h"
+#include "lh_infer.h"
 #include "lh_model.h"
 #include "lh_serve.h"
 
@@ -48,7 +53,12 @@ static void usage(FILE *out)
             "  --max-body BYTES      larger request bodies get 413 (default 1048576)\n"
             "  --model-name NAME     \"model\" in responses (default longhaul)\n"
             "  --threads N           CPU threads for the model (default 2)\n"
-            "  --duration SECONDS    stop after this long (default 0 = until SIGINT/SIGTERM)\n");
+            "  --duration SECONDS    stop after this long (default 0 = until SIGINT/SIGTERM)\n\n"
+            "Pipeline mode: under `mpirun -np (P x R + 1)` the model is split into P pipeline stages\n"
+            "(--stages P) on the first P x R ranks, each replica a pipeline with a KV cache per slot on\n"
+            "every stage, and the last rank runs the HTTP server.\n"
+            "  --stages P            pipeline stages per replica (default 1)\n"
+            "  --act-bits B          activations between stages: 0 = fp32 (default), 1..8 = quantized\n");
 }
 
 static int parse_long(const char *text, long min, long max, long *out)
@@ -73,6 +83,116 @@ static int parse_model_spec(const char *text, lh_model_config *c)
     return 0;
 }
 
+/* ---- pipeline mode: the model split over MPI ranks, this server on the last rank ---- */
+
+typedef struct pipeline_spec {
+    const char *checkpoint;
+    const lh_model_config *random_config; /* when there is no checkpoint */
+    uint64_t seed;
+    int stages, replicas, slots, act_bits;
+} pipeline_spec;
+
+typedef struct pipeline_run {
+    lh_comm *world;
+    lh_plan *plan;
+    lh_infer *inf;
+    int frontend; /* this rank runs the server */
+    int rank;
+    int vocab;
+    float *logits; /* slots x vocab: the last batch's rows */
+    lh_infer_entry *entries;
+} pipeline_run;
+
+static lh_status pipeline_start(const pipeline_spec *ps, pipeline_run *pr)
+{
+    MPI_Init(NULL, NULL);
+    int size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &pr->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    pr->frontend = pr->rank == size - 1;
+    if (size != ps->stages * ps->replicas + 1)
+        return lh_fail(LH_ERR_MISMATCH, "--stages %d x --replicas %d needs %d ranks (one more for the server); mpirun "
+                       "started %d", ps->stages, ps->replicas, ps->stages * ps->replicas + 1, size);
+    lh_infer_options o = {.checkpoint = ps->checkpoint, .seed = ps->seed, .slots = ps->slots,
+                          .act_bits = ps->act_bits, .frontend = size - 1};
+    lh_status st = LH_OK;
+    if (ps->checkpoint) {
+        lh_checkpoint_format format;
+        st = lh_checkpoint_read_config(ps->checkpoint, &format, &o.config);
+    } else {
+        o.config = *ps->random_config;
+    }
+    if (!st) st = lh_plan_create(ps->stages, ps->replicas, o.config.num_layers, &pr->plan);
+    lh_comm_options copts = {0}; /* no timeout: workers wait for requests as long as the server lives */
+    if (!st) st = lh_comm_create(MPI_COMM_WORLD, &copts, &pr->world);
+    if (!st) st = lh_infer_create(&o, pr->plan, pr->world, &pr->inf);
+    pr->vocab = o.config.vocab_size;
+    return st;
+}
+
+static lh_status pipeline_prefill(void *ctx, int replica, int slot, const int32_t *prompt, int n, const float **logits)
+{
+    pipeline_run *pr = ctx;
+    lh_infer_entry e = {slot, n, 1};
+    lh_status st = lh_infer_step(pr->inf, replica, 1, &e, prompt, pr->logits);
+    *logits = pr->logits;
+    return st;
+}
+
+static lh_status pipeline_decode(void *ctx, int replica, int n, const int *slots, const int32_t *tokens,
+                                 const float **rows)
+{
+    pipeline_run *pr = ctx;
+    for (int i = 0; i < n; i++) pr->entries[i] = (lh_infer_entry){slots[i], 1, 0};
+    lh_status st = lh_infer_step(pr->inf, replica, n, pr->entries, tokens, pr->logits);
+    for (int i = 0; i < n; i++) rows[i] = pr->logits + (size_t)i * pr->vocab;
+    return st;
+}
+
+static void pipeline_release(void *ctx, int replica, int slot)
+{
+    (void)ctx, (void)replica, (void)slot; /* the next prefill of the slot resets its caches */
+}
+
+static lh_status pipeline_backend_create(pipeline_run *pr, lh_serve_backend *out)
+{
+    int slots = lh_infer_slots(pr->inf);
+    pr->logits = malloc((size_t)slots * pr->vocab * sizeof(float));
+    pr->entries = malloc((size_t)slots * sizeof *pr->entries);
+    if (!pr->logits || !pr->entries) return lh_fail(LH_ERR_NOMEM, "serve: out of memory");
+    *out = (lh_serve_backend){.ctx = pr,
+                              .replicas = lh_infer_replicas(pr->inf),
+                              .slots_per_replica = slots,
+                              .vocab_size = pr->vocab,
+                              .context_length = lh_infer_context(pr->inf),
+                              .prefill = pipeline_prefill,
+                              .decode = pipeline_decode,
+                              .release = pipeline_release,
+                              .destroy = NULL};
+    return LH_OK;
+}
+
+/* Shut the pipeline down (server rank), free, finalise; a failure ends every rank. */
+static int pipeline_finish(pipeline_run *pr, lh_status st)
+{
+    if (pr->frontend && pr->inf) {
+        lh_status down = lh_infer_shutdown(pr->inf);
+        if (!st) st = down;
+    }
+    if (st) {
+        fprintf(stderr, "longhaul serve: rank %d: error (%s): %s\n", pr->rank, lh_status_name(st), lh_last_error());
+        fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, LH_EXIT_FAILURE);
+    }
+    lh_infer_free(pr->inf);
+    lh_comm_free(pr->world);
+    lh_plan_free(pr->plan);
+    free(pr->logits);
+    free(pr->entries);
+    MPI_Finalize();
+    return LH_EXIT_OK;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     static const struct option options[] = {{"checkpoint", required_argument, NULL, 'c'},
@@ -88,12 +208,15 @@ int cmd_serve(int argc, char **argv)
                                             {"model-name", required_argument, NULL, 'm'},
                                             {"threads", required_argument, NULL, 'j'},
                                             {"duration", required_argument, NULL, 'd'},
+                                            {"stages", required_argument, NULL, 'P'},
+                                            {"act-bits", required_argument, NULL, 'A'},
                                             {"help", no_argument, NULL, 'h'},
                                             {NULL, 0, NULL, 0}};
     const char *checkpoint = NULL, *tokenizer_spec = "byte", *host = "127.0.0.1", *model_name = "longhaul";
     lh_model_config random_config;
     int have_random = 0, c;
     long seed = 1337, port = 8080, replicas = 1, slots = 8, max_queue = 64, max_body = 1 << 20, threads = 2;
+    long stages = 1, act_bits = 0;
     double duration = 0;
     optind = 1;
     opterr = 0;
@@ -116,6 +239,8 @@ int cmd_serve(int argc, char **argv)
         case 'b': bad = parse_long(optarg, 64, 1L << 30, &max_body); break;
         case 'm': model_name = optarg; break;
         case 'j': bad = parse_long(optarg, 1, 1024, &threads); break;
+        case 'P': bad = parse_long(optarg, 1, 1024, &stages); break;
+        case 'A': bad = parse_long(optarg, 0, 8, &act_bits); break;
         case 'd':
             duration = strtod(optarg, &end);
             bad = *optarg == '\0' || *end != '\0' || !(duration >= 0 && duration <= 1e9);
@@ -136,13 +261,39 @@ int cmd_serve(int argc, char **argv)
         return LH_EXIT_USAGE;
     }
     lh_model_set_threads((int)threads);
+    int pipeline = getenv("OMPI_COMM_WORLD_SIZE") != NULL;
+    if (!pipeline && stages > 1) {
+        fprintf(stderr, "longhaul serve: --stages %ld needs mpirun -np %ld (stages x replicas + 1 for the server)\n",
+                stages, stages * replicas + 1);
+        return LH_EXIT_USAGE;
+    }
 
     lh_tokenizer *tok = NULL;
     lh_stage *model = NULL;
     lh_serve_backend backend = {0};
     lh_server *server = NULL;
-    lh_status st = lh_tokenizer_open(tokenizer_spec, &tok);
-    if (!st && checkpoint) {
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL); /* before any thread exists */
+
+    lh_status st = LH_OK;
+    pipeline_run pr = {0};
+    if (pipeline) {
+        pipeline_spec ps = {checkpoint, have_random ? &random_config : NULL, (uint64_t)seed, (int)stages,
+                            (int)replicas, (int)slots, (int)act_bits};
+        st = pipeline_start(&ps, &pr);
+        if (!st && !pr.frontend) { /* a worker: serve batches until the server shuts the pipeline down */
+            st = lh_infer_serve(pr.inf);
+            return pipeline_finish(&pr, st);
+        }
+        if (!st) st = pipeline_backend_create(&pr, &backend);
+    }
+    if (!st) st = lh_tokenizer_open(tokenizer_spec, &tok);
+    if (!st && pipeline) {
+        /* the pipeline holds the model */
+    } else if (!st && checkpoint) {
         st = lh_model_open(checkpoint, 1, 0, &model, NULL);
     } else if (!st) {
         st = lh_model_config_check(&random_config);
@@ -151,13 +302,7 @@ int cmd_serve(int argc, char **argv)
         if (!st) lh_stage_init_params(model, (uint64_t)seed);
         if (st) lh_fail_prefix(st, "--random-model: ");
     }
-    if (!st) st = lh_serve_local_create(model, (int)replicas, (int)slots, &backend);
-
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL); /* before any thread exists */
+    if (!st && !pipeline) st = lh_serve_local_create(model, (int)replicas, (int)slots, &backend);
     if (!st) {
         lh_server_options opt = {.bind_address = host,
                                  .port = (int)port,
@@ -188,6 +333,7 @@ int cmd_serve(int argc, char **argv)
     lh_serve_backend_free(&backend);
     lh_stage_free(model);
     lh_tokenizer_free(tok);
+    if (pipeline) return pipeline_finish(&pr, st);
     pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
     return st ? cli_report("serve", st) : LH_EXIT_OK;
 }

@@ -194,6 +194,7 @@ void lh_infer_free(lh_infer *inf)
 
 int lh_infer_replicas(const lh_infer *inf) { return inf->replicas; }
 int lh_infer_slots(const lh_infer *inf) { return inf->slots; }
+int lh_infer_context(const lh_infer *inf) { return inf->cfg.max_seq_len; }
 
 static int device_of(const lh_infer *inf, int replica, int stage) { return inf->device[replica * inf->stages + stage]; }
 

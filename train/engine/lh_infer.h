@@ -77,6 +77,9 @@ lh_status lh_infer_shutdown(lh_infer *inf);
 int lh_infer_replicas(const lh_infer *inf);
 int lh_infer_slots(const lh_infer *inf);
 
+/** Positions a slot can hold (the model's context). */
+int lh_infer_context(const lh_infer *inf);
+
 #ifdef __cplusplus
 }
 #endif
