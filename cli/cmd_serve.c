@@ -9,13 +9,9 @@
  * sigtimedwait; shutdown then runs in order (fail in-flight requests, join
  * the scheduler, stop libmicrohttpd) instead of inside a signal handler.
  * --duration serves for a bounded time, for scripts and tests.
- *
- * lh_serve is only built when libmicrohttpd was found at configure time; a
- * build without it still has the command, which then says so and fails.
  */
 #include "commands.h"
 
-#if !defined(__has_include) || __has_include("lh_serve.h")
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -337,14 +333,3 @@ int cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
     return st ? cli_report("serve", st) : LH_EXIT_OK;
 }
-
-#else /* no libmicrohttpd in this build */
-#include <stdio.h>
-
-int cmd_serve(int argc, char **argv)
-{
-    fprintf(stderr, "longhaul serve: this build has no HTTP server: libmicrohttpd (libmicrohttpd-dev) was not found "
-                    "when it was configured\n");
-    return LH_EXIT_FAILURE;
-}
-#endif
