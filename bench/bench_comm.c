@@ -25,9 +25,7 @@
 #include <mpi.h>
 
 #include "lh_comm.h"
-#if LH_COMM_HAVE_COMPRESS
 #include "lh_comm_compressed.h"
-#endif
 #include "lh_time.h"
 
 static int rank_, size_, json_out;
@@ -203,7 +201,6 @@ static void bench_allreduce(size_t n, double mbps, double latency_ms)
     }
     lh_comm_free(ring);
     double t0;
-#if LH_COMM_HAVE_COMPRESS
     static const int bits_list[] = {2, 4, 8};
     for (int k = 0; k < 3; k++) {
         lh_quant_params qp = lh_callreduce_default_params(bits_list[k]);
@@ -235,9 +232,6 @@ static void bench_allreduce(size_t n, double mbps, double latency_ms)
         free(y);
         lh_callreduce_free(a);
     }
-#else
-    if (rank_ == 0) fprintf(stderr, "bench_comm: built without compress/: no compressed allreduce\n");
-#endif
     free(x);
     free(ref);
     lh_comm_free(c);

@@ -12,12 +12,15 @@
 #include "lh_job.h"
 #include "lh_json.h"
 #include "lh_plan.h"
+#include "lh_sched.h"
+#include "lh_serve_sim.h"
 #include "lh_topology.h"
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: longhaul check FILE...\n\n"
-                 "Validate topology, plan and job files (the kind is read from each file's \"format\").\n"
+                 "Validate longhaul's JSON files: topology, plan, job, workload, serve-trace and serve-nodes\n"
+                 "(the kind is read from each file's \"format\").\n"
                  "A plan is also checked against a topology named in the same call.\n"
                  "Exit status: 0 all valid, 1 a file is invalid, 2 bad usage.\n");
 }
@@ -66,6 +69,15 @@ static void summarise_job(const char *path, const lh_job *j)
     if (j->compression.mode != LH_COMPRESS_FP32)
         printf(" fw%d/bw%d", j->compression.forward_bits, j->compression.backward_bits);
     printf("\n");
+}
+
+static int known_format(const char *format)
+{
+    static const char *const formats[] = {"longhaul-topology", "longhaul-plan",        "longhaul-job",
+                                          "longhaul-workload", "longhaul-serve-trace", "longhaul-serve-nodes"};
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
+        if (strcmp(format, formats[i]) == 0) return 1;
+    return 0;
 }
 
 int cmd_check(int argc, char **argv)
@@ -118,11 +130,27 @@ int cmd_check(int argc, char **argv)
                 lh_job job;
                 st = lh_job_load(path, &job);
                 if (!st) summarise_job(path, &job);
-            } else if (pass == 0 && strcmp(format, "longhaul-topology") != 0 && strcmp(format, "longhaul-plan") != 0 &&
-                       strcmp(format, "longhaul-job") != 0) {
+            } else if (pass == 1 && strcmp(format, "longhaul-workload") == 0) {
+                lh_workload w;
+                st = lh_workload_load(path, &w);
+                if (!st)
+                    printf("%s: workload: %d layers, hidden %d, seq %d, %d stages x %d replicas\n", path, w.layers,
+                           w.hidden, w.seq_len, w.stages, w.replicas);
+            } else if (pass == 1 && strcmp(format, "longhaul-serve-trace") == 0) {
+                lh_repl_trace *t;
+                st = lh_repl_trace_load(path, &t);
+                if (!st) printf("%s: serve trace: %zu requests for %d models\n", path, t->n_requests, t->n_models);
+                if (!st) lh_repl_trace_free(t);
+            } else if (pass == 1 && strcmp(format, "longhaul-serve-nodes") == 0) {
+                lh_repl_nodes *n;
+                st = lh_repl_nodes_load(path, &n);
+                if (!st) printf("%s: serve nodes: %d nodes\n", path, n->n_nodes);
+                if (!st) lh_repl_nodes_free(n);
+            } else if (pass == 0 && !known_format(format)) {
                 st = lh_fail(LH_ERR_FORMAT,
-                             "%s: $.format: \"%s\" is not longhaul-topology, longhaul-plan or longhaul-job", path,
-                             format);
+                             "%s: $.format: \"%s\" is not one of longhaul-topology, longhaul-plan, longhaul-job, "
+                             "longhaul-workload, longhaul-serve-trace, longhaul-serve-nodes",
+                             path, format);
             }
             if (st) failures += cli_report("check", st);
         }
