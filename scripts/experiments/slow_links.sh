@@ -5,12 +5,18 @@
 # by TIME_SCALE to this CPU's compute speed; fp32 vs AQ-SGD fw4/bw8 vs AQ-SGD
 # plus 4-bit data-parallel gradients.  Prints tokens/s (mean over steps after a
 # warm-up) and each run's ratio to fp32 at 10 Gbit/s.
-#   scripts/experiments/slow_links.sh [OUT_DIR] [TIME_SCALE] [STEPS]
+#   [STAGES=2 REPLICAS=2 BATCH=8 MICRO=2] scripts/experiments/slow_links.sh [OUT_DIR] [TIME_SCALE] [STEPS]
+# With REPLICAS=1 there is no data-parallel traffic and the third column equals the second.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=$(realpath -m "${1:-$root/runs/slow_links}")
 scale=${2:-10}
 steps=${3:-30}
+stages=${STAGES:-2}
+replicas=${REPLICAS:-2}
+batch=${BATCH:-8}
+micro=${MICRO:-2}
+ranks=$((stages * replicas))
 longhaul=$root/build/longhaul
 flags=(--oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && flags+=(--allow-run-as-root)
@@ -26,8 +32,7 @@ for mbps in 10000 1000 500 100; do
   gbps=$(awk -v m="$mbps" 'BEGIN { print m / 1000 }')
   cat > "topo_$mbps.json" <<TOPO
 { "format": "longhaul-topology", "version": 1,
-  "devices": [ { "id": 0, "flops": 1e12, "memory_bytes": 1e10 }, { "id": 1, "flops": 1e12, "memory_bytes": 1e10 },
-               { "id": 2, "flops": 1e12, "memory_bytes": 1e10 }, { "id": 3, "flops": 1e12, "memory_bytes": 1e10 } ],
+  "devices": [ $(for i in $(seq 0 $((ranks - 1))); do printf '%s{ "id": %d, "flops": 1e12, "memory_bytes": 1e10 }' "$([ "$i" -gt 0 ] && echo ', ')" "$i"; done) ],
   "default_link": { "latency_ms": 1, "bandwidth_gbps": $gbps } }
 TOPO
   for mode in fp32 aqsgd aqsgd_grad4; do
@@ -38,14 +43,14 @@ TOPO
     cat > "$name.json" <<JOB
 { "format": "longhaul-job", "version": 1, "name": "$name", "seed": 3,
   "model": { "layers": 4, "channels": 128, "heads": 4, "context": 64, "vocab": 257 },
-  "data": { "train": "$out/small.txt", "val_fraction": 0.02 },
-  "batch": { "batch_size": 8, "micro_batch": 2, "steps": $steps },
-  "placement": { "pipeline_stages": 2, "data_parallel": 2, "topology": "$out/topo_$mbps.json",
+  "data": { "train": "$out/small.txt", "val_fraction": 0.05 },
+  "batch": { "batch_size": $batch, "micro_batch": $micro, "steps": $steps },
+  "placement": { "pipeline_stages": $stages, "data_parallel": $replicas, "topology": "$out/topo_$mbps.json",
                  "emulate": true, "time_scale": $scale, "strategy": "rank" },
   "compression": { "mode": "$cmode", "forward_bits": 4, "backward_bits": 8, "gradient_bits": $gbits },
   "verify_every": 0, "log_every": 10, "output_dir": "$out/$name" }
 JOB
-    mpirun "${flags[@]}" -np 4 "$longhaul" train "$name.json" > "$name.log" 2>&1
+    mpirun "${flags[@]}" -np "$ranks" "$longhaul" train "$name.json" > "$name.log" 2>&1
   done
 done
 # Mean tokens/s over the steps after the first epoch (8 steps) plus one.
