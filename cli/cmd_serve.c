@@ -54,6 +54,8 @@ static void usage(FILE *out)
             "(--stages P) on the first P x R ranks, each replica a pipeline with a KV cache per slot on\n"
             "every stage, and the last rank runs the HTTP server.\n"
             "  --stages P            pipeline stages per replica (default 1)\n"
+            "  --plan FILE           place stages and replicas as this plan says (e.g. one written by\n"
+            "                        `longhaul serve-sim --latency --out FILE`); replaces --stages/--replicas\n"
             "  --act-bits B          activations between stages: 0 = fp32 (default), 1..8 = quantized\n");
 }
 
@@ -84,6 +86,7 @@ static int parse_model_spec(const char *text, lh_model_config *c)
 typedef struct pipeline_spec {
     const char *checkpoint;
     const lh_model_config *random_config; /* when there is no checkpoint */
+    const char *plan_path;                /* NULL: rank order over stages x replicas */
     uint64_t seed;
     int stages, replicas, slots, act_bits;
 } pipeline_spec;
@@ -106,9 +109,6 @@ static lh_status pipeline_start(const pipeline_spec *ps, pipeline_run *pr)
     MPI_Comm_rank(MPI_COMM_WORLD, &pr->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     pr->frontend = pr->rank == size - 1;
-    if (size != ps->stages * ps->replicas + 1)
-        return lh_fail(LH_ERR_MISMATCH, "--stages %d x --replicas %d needs %d ranks (one more for the server); mpirun "
-                       "started %d", ps->stages, ps->replicas, ps->stages * ps->replicas + 1, size);
     lh_infer_options o = {.checkpoint = ps->checkpoint, .seed = ps->seed, .slots = ps->slots,
                           .act_bits = ps->act_bits, .frontend = size - 1};
     lh_status st = LH_OK;
@@ -118,7 +118,18 @@ static lh_status pipeline_start(const pipeline_spec *ps, pipeline_run *pr)
     } else {
         o.config = *ps->random_config;
     }
-    if (!st) st = lh_plan_create(ps->stages, ps->replicas, o.config.num_layers, &pr->plan);
+    if (!st && ps->plan_path) {
+        st = lh_plan_load(ps->plan_path, &pr->plan);
+        if (!st && pr->plan->layers != o.config.num_layers)
+            st = lh_fail(LH_ERR_MISMATCH, "%s: the plan splits %d layers but the model has %d", ps->plan_path,
+                         pr->plan->layers, o.config.num_layers);
+    } else if (!st) {
+        st = lh_plan_create(ps->stages, ps->replicas, o.config.num_layers, &pr->plan);
+    }
+    if (!st && size != pr->plan->stages * pr->plan->replicas + 1)
+        st = lh_fail(LH_ERR_MISMATCH, "%d stages x %d replicas need %d ranks (one more for the server); mpirun "
+                     "started %d", pr->plan->stages, pr->plan->replicas, pr->plan->stages * pr->plan->replicas + 1,
+                     size);
     lh_comm_options copts = {0}; /* no timeout: workers wait for requests as long as the server lives */
     if (!st) st = lh_comm_create(MPI_COMM_WORLD, &copts, &pr->world);
     if (!st) st = lh_infer_create(&o, pr->plan, pr->world, &pr->inf);
@@ -206,9 +217,11 @@ int cmd_serve(int argc, char **argv)
                                             {"duration", required_argument, NULL, 'd'},
                                             {"stages", required_argument, NULL, 'P'},
                                             {"act-bits", required_argument, NULL, 'A'},
+                                            {"plan", required_argument, NULL, 'L'},
                                             {"help", no_argument, NULL, 'h'},
                                             {NULL, 0, NULL, 0}};
     const char *checkpoint = NULL, *tokenizer_spec = "byte", *host = "127.0.0.1", *model_name = "longhaul";
+    const char *plan_path = NULL;
     lh_model_config random_config;
     int have_random = 0, c;
     long seed = 1337, port = 8080, replicas = 1, slots = 8, max_queue = 64, max_body = 1 << 20, threads = 2;
@@ -237,6 +250,7 @@ int cmd_serve(int argc, char **argv)
         case 'j': bad = parse_long(optarg, 1, 1024, &threads); break;
         case 'P': bad = parse_long(optarg, 1, 1024, &stages); break;
         case 'A': bad = parse_long(optarg, 0, 8, &act_bits); break;
+        case 'L': plan_path = optarg; break;
         case 'd':
             duration = strtod(optarg, &end);
             bad = *optarg == '\0' || *end != '\0' || !(duration >= 0 && duration <= 1e9);
@@ -258,7 +272,7 @@ int cmd_serve(int argc, char **argv)
     }
     lh_model_set_threads((int)threads);
     int pipeline = getenv("OMPI_COMM_WORLD_SIZE") != NULL;
-    if (!pipeline && stages > 1) {
+    if (!pipeline && (stages > 1 || plan_path)) {
         fprintf(stderr, "longhaul serve: --stages %ld needs mpirun -np %ld (stages x replicas + 1 for the server)\n",
                 stages, stages * replicas + 1);
         return LH_EXIT_USAGE;
@@ -277,7 +291,7 @@ int cmd_serve(int argc, char **argv)
     lh_status st = LH_OK;
     pipeline_run pr = {0};
     if (pipeline) {
-        pipeline_spec ps = {checkpoint, have_random ? &random_config : NULL, (uint64_t)seed, (int)stages,
+        pipeline_spec ps = {checkpoint, have_random ? &random_config : NULL, plan_path, (uint64_t)seed, (int)stages,
                             (int)replicas, (int)slots, (int)act_bits};
         st = pipeline_start(&ps, &pr);
         if (!st && !pr.frontend) { /* a worker: serve batches until the server shuts the pipeline down */
@@ -309,7 +323,8 @@ int cmd_serve(int argc, char **argv)
     }
     if (!st) {
         printf("longhaul serve: http://%s:%d (%ld replicas x %ld slots, context %d, %s tokenizer)\n", host,
-               lh_server_port(server), replicas, slots, backend.context_length, lh_tokenizer_kind(tok));
+               lh_server_port(server), (long)backend.replicas, (long)backend.slots_per_replica,
+               backend.context_length, lh_tokenizer_kind(tok));
         fflush(stdout);
         struct timespec wait = {duration > 0 ? (time_t)duration : 3600,
                                 duration > 0 ? (long)((duration - (double)(time_t)duration) * 1e9) : 0};

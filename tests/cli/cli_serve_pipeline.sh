@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# `longhaul serve` in pipeline mode: a 2-stage pipeline on 2 MPI ranks plus the
-# server rank answers a greedy completion exactly as the single-process server
-# with the same random model does; at the end of --duration the server shuts the
-# workers down and the whole job exits cleanly.
+# `longhaul serve` in pipeline mode: a 2-stage x 2-replica pipeline placed for
+# latency by `serve-sim --latency` on the example topology (4 MPI ranks) plus
+# the server rank answers a greedy completion exactly as the single-process
+# server with the same random model does; at the end of --duration the server
+# shuts the workers down and the whole job exits cleanly.
 set -euo pipefail
 longhaul="$1"
+root="$2"
 mpiexec_flags=(--oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && mpiexec_flags+=(--allow-run-as-root)
 dir=$(mktemp -d /tmp/lh_serve_pp_XXXXXX)
@@ -31,8 +33,15 @@ print(json.load(urllib.request.urlopen(req, timeout=60))["choices"][0]["text"].e
 PY
 }
 
-mpirun "${mpiexec_flags[@]}" -np 3 "$longhaul" serve "${model[@]}" --stages 2 --duration 20 > "$dir/pp.log" \
-  2> "$dir/pp.err" &
+cat > "$dir/workload.json" <<W
+{ "format": "longhaul-workload", "version": 1, "layers": 3, "hidden": 32, "seq_len": 32, "vocab": 257,
+  "pipeline_stages": 2, "data_parallel": 2, "batch": 1, "micro_batch": 1 }
+W
+"$longhaul" serve-sim --latency --topology "$root/examples/topology.json" --workload "$dir/workload.json" \
+  --strategies serve-latency --out "$dir/plan.json" > /dev/null
+"$longhaul" check "$dir/plan.json" | grep -q "plan: 2 stages x 2 replicas, 3 layers"
+mpirun "${mpiexec_flags[@]}" -np 5 "$longhaul" serve "${model[@]}" --plan "$dir/plan.json" --duration 20 \
+  > "$dir/pp.log" 2> "$dir/pp.err" &
 pids+=($!)
 "$longhaul" serve "${model[@]}" --duration 60 > "$dir/local.log" 2> "$dir/local.err" &
 pids+=($!)
