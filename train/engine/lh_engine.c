@@ -547,31 +547,27 @@ lh_status lh_engine_step(lh_engine *e, lh_step_report *report)
         if (st) return lh_fail_prefix(st, "step %lld", (long long)e->step);
     }
 
-    /* Job-wide report: loss from the last stages, bytes from everyone, the slowest rank's time. */
+    /* Job-wide report in ONE exchange (each collective round costs a link latency on a slow network):
+     * every rank contributes its loss (last stages), bytes and step time; sums and max are local. */
     lh_comm_stats ps, ds, ts = {0};
     lh_comm_get_stats(e->pipe, &ps);
     lh_comm_get_stats(e->dp, &ds);
     if (e->tied) lh_comm_get_stats(e->tied, &ts);
-    double step_s = elapsed_since(t_start);
-    float sums[4] = {e->stage == e->stages - 1 ? (float)(loss_sum / e->micro_batches) : 0.0f,
+    float mine[4] = {e->stage == e->stages - 1 ? (float)(loss_sum / e->micro_batches) : 0.0f,
                      (float)((double)e->raw_bytes / 1e6),
-                     (float)((double)(ps.wire_bytes_sent + ds.wire_bytes_sent + ts.wire_bytes_sent) / 1e6), 0};
-    st = lh_comm_allreduce_f32(e->world, sums, 3);
-    float slowest = (float)step_s;
-    lh_status st2 = LH_OK;
-    if (!st) {
-        /* max via allgather of one float per rank */
-        int n = lh_comm_size(e->world);
-        float *all = malloc((size_t)n * sizeof *all);
-        if (!all) st2 = lh_fail(LH_ERR_NOMEM, "engine: out of memory");
-        else {
-            st2 = lh_comm_allgather(e->world, &slowest, sizeof slowest, all);
-            for (int i = 0; i < n && !st2; i++)
-                if (all[i] > slowest) slowest = all[i];
-            free(all);
-        }
+                     (float)((double)(ps.wire_bytes_sent + ds.wire_bytes_sent + ts.wire_bytes_sent) / 1e6),
+                     (float)elapsed_since(t_start)};
+    int n = lh_comm_size(e->world);
+    float *all = malloc((size_t)n * sizeof mine);
+    if (!all) return lh_fail(LH_ERR_NOMEM, "engine: out of memory");
+    st = lh_comm_allgather(e->world, mine, sizeof mine, all);
+    float sums[3] = {0, 0, 0}, slowest = 0;
+    for (int i = 0; i < n && !st; i++) {
+        for (int k = 0; k < 3; k++) sums[k] += all[4 * i + k];
+        if (all[4 * i + 3] > slowest) slowest = all[4 * i + 3];
     }
-    if (st || st2) return st ? st : st2;
+    free(all);
+    if (st) return st;
     if (report) {
         report->step = e->step;
         report->loss = sums[0] / e->replicas;
