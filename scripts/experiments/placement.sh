@@ -28,7 +28,7 @@ TOPO
 cat > workload.json <<W
 { "format": "longhaul-workload", "version": 1, "layers": 4, "hidden": 128, "seq_len": 64, "vocab": 257,
   "pipeline_stages": 2, "data_parallel": 2, "batch": 8, "micro_batch": 2, "act_bytes": 4, "grad_bytes": 4,
-  "act_bits": 32, "grad_bits": 32 }
+  "act_bits": 32, "grad_bits": 32, "schedule": "1f1b" }
 W
 for strategy in rank ils; do
   "$longhaul" plan --topology topology.json --workload workload.json --strategy "$strategy" \
