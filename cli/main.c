@@ -20,8 +20,8 @@ static int cmd_version(int argc, char **argv);
 static const command commands[] = {
     {"help", "list the subcommands, or show one's usage: longhaul help <command>", cmd_help},
     {"version", "print the version and what this build contains (CUDA, NCCL, ...)", cmd_version},
-    {"check", "validate topology, plan and job files and summarise them", cmd_check},
-    {"demo", "run the built-in demonstration on embedded data", cmd_demo},
+    {"check", "validate longhaul JSON files (topology, plan, job, workload, serving) and summarise them", cmd_check},
+    {"demo", "train the embedded demo job on 4 local ranks over an emulated two-region network", cmd_demo},
     {"train", "train a job across ranks: mpirun -np N longhaul train job.json", cmd_train},
     {"launch", "run a training command and restart it from its checkpoint after a failure", cmd_launch},
     {"tokenize", "turn a text file into llm.c token shards (or --decode one)", cmd_tokenize},
