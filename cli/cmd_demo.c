@@ -72,10 +72,12 @@ int cmd_demo(int argc, char **argv)
             usage(stdout);
             return LH_EXIT_OK;
         }
+        long steps;
         if (c == 's') {
-            char *end;
-            req.steps = strtoll(optarg, &end, 10);
-            if (!*end && req.steps > 0) continue;
+            if (cli_parse_long(optarg, 1, __LONG_MAX__, &steps)) {
+                req.steps = steps;
+                continue;
+            }
             fprintf(stderr, "longhaul demo: --steps needs a positive integer, got '%s'\n", optarg);
         }
         usage(stderr);

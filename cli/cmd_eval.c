@@ -37,15 +37,6 @@ static void usage(FILE *out)
             "  --json              print one JSON object: checkpoint, format, step, loss, tokens, ...\n");
 }
 
-static int parse_int(const char *text, long min, long max, long *out)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || v < min || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
 static void json_string(FILE *out, const char *s)
 {
     fputc('"', out);
@@ -77,10 +68,10 @@ int cmd_eval(int argc, char **argv)
         int bad = 0;
         switch (c) {
         case 'd': data = optarg; break;
-        case 't': bad = parse_int(optarg, 1, 1 << 20, &seq_len); break;
-        case 'b': bad = parse_int(optarg, 1, 4096, &batch); break;
-        case 'm': bad = parse_int(optarg, 1, 1L << 40, &max_batches); break;
-        case 'j': bad = parse_int(optarg, 1, 1024, &threads); break;
+        case 't': bad = !cli_parse_long(optarg, 1, 1 << 20, &seq_len); break;
+        case 'b': bad = !cli_parse_long(optarg, 1, 4096, &batch); break;
+        case 'm': bad = !cli_parse_long(optarg, 1, 1L << 40, &max_batches); break;
+        case 'j': bad = !cli_parse_long(optarg, 1, 1024, &threads); break;
         case 'J': json = 1; break;
         case 'h': usage(stdout); return LH_EXIT_OK;
         default: bad = 1;

@@ -68,15 +68,6 @@ static void json_bytes(FILE *out, const char *s, size_t n)
     fputc('"', out);
 }
 
-static int parse_long(const char *text, long min, long max, long *out)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || v < min || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
 int cmd_generate(int argc, char **argv)
 {
     static const struct option options[] = {{"tokenizer", required_argument, NULL, 'k'},
@@ -104,15 +95,15 @@ int cmd_generate(int argc, char **argv)
         case 'k': tokenizer_spec = optarg; break;
         case 'p': prompt = optarg; break;
         case 'P': prompt_ids = optarg; break;
-        case 'n': bad = parse_long(optarg, 0, 1 << 20, &count); break;
+        case 'n': bad = !cli_parse_long(optarg, 0, 1 << 20, &count); break;
         case 'g': greedy = 1; break;
         case 't':
             temperature = strtod(optarg, &end);
             bad = *optarg == '\0' || *end != '\0' || !(temperature >= 0 && temperature <= 100);
             break;
-        case 'K': bad = parse_long(optarg, 0, 1 << 24, &top_k); break;
-        case 's': bad = parse_long(optarg, 0, __LONG_MAX__, &seed); break;
-        case 'j': bad = parse_long(optarg, 1, 1024, &threads); break;
+        case 'K': bad = !cli_parse_long(optarg, 0, 1 << 24, &top_k); break;
+        case 's': bad = !cli_parse_long(optarg, 0, __LONG_MAX__, &seed); break;
+        case 'j': bad = !cli_parse_long(optarg, 1, 1024, &threads); break;
         case 'J': json = 1; break;
         case 'h': usage(stdout); return LH_EXIT_OK;
         default: bad = 1;

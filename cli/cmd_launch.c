@@ -62,18 +62,15 @@ int cmd_launch(int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "+", options, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'r':
-            restarts = strtol(optarg, &end, 10);
-            if (*end || restarts < 0 || restarts > 1000) {
+            if (!cli_parse_long(optarg, 0, 1000, &restarts)) {
                 fprintf(stderr, "longhaul launch: --restarts needs 0..1000, got '%s'\n", optarg);
                 return LH_EXIT_USAGE;
             }
             break;
         case 'd':
-            delay = strtod(optarg, &end);
-            if (*end || delay < 0 || delay > 3600) {
+            if (!cli_parse_double(optarg, 0, 3600, &delay)) {
                 fprintf(stderr, "longhaul launch: --delay needs 0..3600 seconds, got '%s'\n", optarg);
                 return LH_EXIT_USAGE;
             }

@@ -39,15 +39,6 @@ static void plan_usage(FILE *out)
             "  --curve FILE         write the anytime curve (time_s,cost_s,evaluations) as CSV\n");
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
 static void stage_regions(const lh_topology *t, const lh_plan *p, int s, char *buf, size_t cap)
 {
     int shown = 0, extra = 0;
@@ -97,13 +88,13 @@ int cmd_plan(int argc, char **argv)
         else if (strcmp(a, "--save-topology") == 0) save_topology = argv[++i];
         else if (strcmp(a, "--curve") == 0) curve_path = argv[++i];
         else if (strcmp(a, "--region-table") == 0) region_table = argv[++i];
-        else if ((strcmp(a, "--random-geo") == 0 && parse_int(argv[i + 1], 1, 1000000, &geo_n)) ||
-                 (strcmp(a, "--regions") == 0 && parse_int(argv[i + 1], 1, 1024, &regions)) ||
-                 (strcmp(a, "--geo-seed") == 0 && parse_int(argv[i + 1], 0, 1L << 62, &geo_seed)) ||
-                 (strcmp(a, "--stages") == 0 && parse_int(argv[i + 1], 1, 100000, &stages)) ||
-                 (strcmp(a, "--replicas") == 0 && parse_int(argv[i + 1], 1, 1000000, &replicas)) ||
-                 (strcmp(a, "--seed") == 0 && parse_int(argv[i + 1], 0, 1L << 62, &seed)) ||
-                 (strcmp(a, "--evaluations") == 0 && parse_int(argv[i + 1], 1, 1L << 40, &evaluations)))
+        else if ((strcmp(a, "--random-geo") == 0 && cli_parse_long(argv[i + 1], 1, 1000000, &geo_n)) ||
+                 (strcmp(a, "--regions") == 0 && cli_parse_long(argv[i + 1], 1, 1024, &regions)) ||
+                 (strcmp(a, "--geo-seed") == 0 && cli_parse_long(argv[i + 1], 0, 1L << 62, &geo_seed)) ||
+                 (strcmp(a, "--stages") == 0 && cli_parse_long(argv[i + 1], 1, 100000, &stages)) ||
+                 (strcmp(a, "--replicas") == 0 && cli_parse_long(argv[i + 1], 1, 1000000, &replicas)) ||
+                 (strcmp(a, "--seed") == 0 && cli_parse_long(argv[i + 1], 0, 1L << 62, &seed)) ||
+                 (strcmp(a, "--evaluations") == 0 && cli_parse_long(argv[i + 1], 1, 1L << 40, &evaluations)))
             i++;
         else {
             fprintf(stderr, "longhaul plan: bad option or value: %s %s\n\n", a, argv[i + 1]);

@@ -59,15 +59,6 @@ static void usage(FILE *out)
             "  --act-bits B          activations between stages: 0 = fp32 (default), 1..8 = quantized\n");
 }
 
-static int parse_long(const char *text, long min, long max, long *out)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || v < min || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
 static int parse_model_spec(const char *text, lh_model_config *c)
 {
     int L, C, NH, T, V, used = 0;
@@ -238,18 +229,18 @@ int cmd_serve(int argc, char **argv)
             bad = parse_model_spec(optarg, &random_config);
             have_random = 1;
             break;
-        case 's': bad = parse_long(optarg, 0, __LONG_MAX__, &seed); break;
+        case 's': bad = !cli_parse_long(optarg, 0, __LONG_MAX__, &seed); break;
         case 'k': tokenizer_spec = optarg; break;
         case 'H': host = optarg; break;
-        case 'p': bad = parse_long(optarg, 0, 65535, &port); break;
-        case 'R': bad = parse_long(optarg, 1, 1024, &replicas); break;
-        case 'S': bad = parse_long(optarg, 1, 4096, &slots); break;
-        case 'q': bad = parse_long(optarg, 1, 1 << 20, &max_queue); break;
-        case 'b': bad = parse_long(optarg, 64, 1L << 30, &max_body); break;
+        case 'p': bad = !cli_parse_long(optarg, 0, 65535, &port); break;
+        case 'R': bad = !cli_parse_long(optarg, 1, 1024, &replicas); break;
+        case 'S': bad = !cli_parse_long(optarg, 1, 4096, &slots); break;
+        case 'q': bad = !cli_parse_long(optarg, 1, 1 << 20, &max_queue); break;
+        case 'b': bad = !cli_parse_long(optarg, 64, 1L << 30, &max_body); break;
         case 'm': model_name = optarg; break;
-        case 'j': bad = parse_long(optarg, 1, 1024, &threads); break;
-        case 'P': bad = parse_long(optarg, 1, 1024, &stages); break;
-        case 'A': bad = parse_long(optarg, 0, 8, &act_bits); break;
+        case 'j': bad = !cli_parse_long(optarg, 1, 1024, &threads); break;
+        case 'P': bad = !cli_parse_long(optarg, 1, 1024, &stages); break;
+        case 'A': bad = !cli_parse_long(optarg, 0, 8, &act_bits); break;
         case 'L': plan_path = optarg; break;
         case 'd':
             duration = strtod(optarg, &end);

@@ -66,24 +66,6 @@ static void serve_sim_usage(FILE *out)
             "  --json                one JSON object per row\n");
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (!*s || *end || !(v >= lo && v <= hi)) return 0;
-    *out = v;
-    return 1;
-}
-
 static int parse_pair(const char *s, double *a, double *b)
 {
     char buf[64];
@@ -92,7 +74,7 @@ static int parse_pair(const char *s, double *a, double *b)
     char *comma = strchr(buf, ',');
     if (!comma) return 0;
     *comma = 0;
-    return parse_double(buf, 1e-9, 1e9, a) && parse_double(comma + 1, *a, 1e9, b);
+    return cli_parse_double(buf, 1e-9, 1e9, a) && cli_parse_double(comma + 1, *a, 1e9, b);
 }
 
 static void print_row(const lh_repl_policy *pol, const lh_repl_result *r, int json, const char *trace_name)
@@ -268,32 +250,32 @@ int cmd_serve_sim(int argc, char **argv)
             strategies = argv[++i];
         else if (strcmp(a, "--out") == 0)
             out_path = argv[++i];
-        else if ((strcmp(a, "--seed") == 0 && parse_long(argv[i + 1], 0, 1L << 62, &seed)) ||
-                 (strcmp(a, "--node-seed") == 0 && parse_long(argv[i + 1], 0, 1L << 62, &node_seed)) ||
+        else if ((strcmp(a, "--seed") == 0 && cli_parse_long(argv[i + 1], 0, 1L << 62, &seed)) ||
+                 (strcmp(a, "--node-seed") == 0 && cli_parse_long(argv[i + 1], 0, 1L << 62, &node_seed)) ||
                  (strcmp(a, "--synthetic-nodes") == 0 &&
-                  parse_long(argv[i + 1], 1, LH_REPL_MAX_NODES, &synthetic_nodes)) ||
-                 (strcmp(a, "--models") == 0 && parse_long(argv[i + 1], 1, LH_REPL_MAX_MODELS, &models)) ||
-                 (strcmp(a, "--random-geo") == 0 && parse_long(argv[i + 1], 1, 2048, &geo_n)) ||
-                 (strcmp(a, "--evaluations") == 0 && parse_long(argv[i + 1], 1, 1L << 40, &evaluations)) ||
-                 (strcmp(a, "--regions") == 0 && parse_long(argv[i + 1], 1, 1024, &regions)) ||
-                 (strcmp(a, "--geo-seed") == 0 && parse_long(argv[i + 1], 0, 1L << 62, &geo_seed)) ||
-                 (strcmp(a, "--stages") == 0 && parse_long(argv[i + 1], 1, 100000, &stages)) ||
-                 (strcmp(a, "--replicas") == 0 && parse_long(argv[i + 1], 1, 1000000, &replicas)) ||
-                 (strcmp(a, "--initial") == 0 && parse_long(argv[i + 1], 0, LH_REPL_MAX_NODES, &initial)) ||
-                 (strcmp(a, "--floor") == 0 && parse_long(argv[i + 1], 0, LH_REPL_MAX_NODES, &floor_free)) ||
+                  cli_parse_long(argv[i + 1], 1, LH_REPL_MAX_NODES, &synthetic_nodes)) ||
+                 (strcmp(a, "--models") == 0 && cli_parse_long(argv[i + 1], 1, LH_REPL_MAX_MODELS, &models)) ||
+                 (strcmp(a, "--random-geo") == 0 && cli_parse_long(argv[i + 1], 1, 2048, &geo_n)) ||
+                 (strcmp(a, "--evaluations") == 0 && cli_parse_long(argv[i + 1], 1, 1L << 40, &evaluations)) ||
+                 (strcmp(a, "--regions") == 0 && cli_parse_long(argv[i + 1], 1, 1024, &regions)) ||
+                 (strcmp(a, "--geo-seed") == 0 && cli_parse_long(argv[i + 1], 0, 1L << 62, &geo_seed)) ||
+                 (strcmp(a, "--stages") == 0 && cli_parse_long(argv[i + 1], 1, 100000, &stages)) ||
+                 (strcmp(a, "--replicas") == 0 && cli_parse_long(argv[i + 1], 1, 1000000, &replicas)) ||
+                 (strcmp(a, "--initial") == 0 && cli_parse_long(argv[i + 1], 0, LH_REPL_MAX_NODES, &initial)) ||
+                 (strcmp(a, "--floor") == 0 && cli_parse_long(argv[i + 1], 0, LH_REPL_MAX_NODES, &floor_free)) ||
                  (strcmp(a, "--min-copies") == 0 &&
-                  parse_long(argv[i + 1], 0, LH_REPL_MAX_NODES, &min_copies)) ||
-                 (strcmp(a, "--duration") == 0 && parse_double(argv[i + 1], 1e-3, 1e9, &so.duration_s)) ||
-                 (strcmp(a, "--rate") == 0 && parse_double(argv[i + 1], 1e-9, 1e6, &so.rate_per_s)) ||
-                 (strcmp(a, "--zipf") == 0 && parse_double(argv[i + 1], 0, 10, &so.zipf_s)) ||
-                 (strcmp(a, "--shift") == 0 && parse_double(argv[i + 1], 0, 1e9, &so.shift_every_s)) ||
-                 (strcmp(a, "--service") == 0 && parse_double(argv[i + 1], 1e-3, 1e6, &so.mean_service_s)) ||
+                  cli_parse_long(argv[i + 1], 0, LH_REPL_MAX_NODES, &min_copies)) ||
+                 (strcmp(a, "--duration") == 0 && cli_parse_double(argv[i + 1], 1e-3, 1e9, &so.duration_s)) ||
+                 (strcmp(a, "--rate") == 0 && cli_parse_double(argv[i + 1], 1e-9, 1e6, &so.rate_per_s)) ||
+                 (strcmp(a, "--zipf") == 0 && cli_parse_double(argv[i + 1], 0, 10, &so.zipf_s)) ||
+                 (strcmp(a, "--shift") == 0 && cli_parse_double(argv[i + 1], 0, 1e9, &so.shift_every_s)) ||
+                 (strcmp(a, "--service") == 0 && cli_parse_double(argv[i + 1], 1e-3, 1e6, &so.mean_service_s)) ||
                  (strcmp(a, "--model-gb") == 0 && parse_pair(argv[i + 1], &model_gb_min, &model_gb_max)) ||
-                 (strcmp(a, "--idle-drop") == 0 && parse_double(argv[i + 1], 1e-6, 1e12, &pp.idle_drop_s)) ||
+                 (strcmp(a, "--idle-drop") == 0 && cli_parse_double(argv[i + 1], 1e-6, 1e12, &pp.idle_drop_s)) ||
                  (strcmp(a, "--rate-window") == 0 &&
-                  parse_double(argv[i + 1], 1e-6, 1e12, &pp.rate_window_s)) ||
-                 (strcmp(a, "--headroom") == 0 && parse_double(argv[i + 1], 1e-6, 1e6, &pp.headroom)) ||
-                 (strcmp(a, "--hold") == 0 && parse_double(argv[i + 1], 1e-6, 1e12, &pp.hold_s)))
+                  cli_parse_double(argv[i + 1], 1e-6, 1e12, &pp.rate_window_s)) ||
+                 (strcmp(a, "--headroom") == 0 && cli_parse_double(argv[i + 1], 1e-6, 1e6, &pp.headroom)) ||
+                 (strcmp(a, "--hold") == 0 && cli_parse_double(argv[i + 1], 1e-6, 1e12, &pp.hold_s)))
             i++;
         else {
             fprintf(stderr, "longhaul serve-sim: bad option or value: %s %s\n\n", a, argv[i + 1]);

@@ -59,12 +59,12 @@ static int parse_args(int argc, char **argv, train_request *a)
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (c) {
         case 's': {
-            char *end;
-            a->steps = strtoll(optarg, &end, 10);
-            if (*end || a->steps < 1) {
+            long steps;
+            if (!cli_parse_long(optarg, 1, __LONG_MAX__, &steps)) {
                 fprintf(stderr, "longhaul train: --steps needs a positive integer, got '%s'\n", optarg);
                 return LH_EXIT_USAGE;
             }
+            a->steps = steps;
             break;
         }
         case 'p': a->plan_path = optarg; break;

@@ -19,6 +19,12 @@
 /** Print "longhaul <cmd>: error (<status>): <message>" and return LH_EXIT_FAILURE. */
 int cli_report(const char *cmd, lh_status st);
 
+/** Parse a whole decimal integer in [lo, hi] into *out; 1 on success, 0 (out untouched) otherwise. */
+int cli_parse_long(const char *text, long lo, long hi, long *out);
+
+/** Parse a whole finite number in [lo, hi] into *out; 1 on success, 0 (out untouched) otherwise. */
+int cli_parse_double(const char *text, double lo, double hi, double *out);
+
 int cmd_check(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);

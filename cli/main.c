@@ -2,7 +2,10 @@
  * longhaul: the single entry point.  Dispatches to subcommands and is the only
  * place in the project that turns errors into exit statuses.
  */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
@@ -39,6 +42,25 @@ int cli_report(const char *cmd, lh_status st)
 {
     fprintf(stderr, "longhaul %s: error (%s): %s\n", cmd, lh_status_name(st), lh_last_error());
     return LH_EXIT_FAILURE;
+}
+
+int cli_parse_long(const char *text, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || errno == ERANGE || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+int cli_parse_double(const char *text, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (*text == '\0' || *end != '\0' || !isfinite(v) || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
 }
 
 static void print_usage(FILE *out)
