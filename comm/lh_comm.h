@@ -174,6 +174,15 @@ lh_status lh_comm_allgatherv_inplace(lh_comm *c, void *buf, const size_t *offset
 /** Copy `bytes` from rank `root`'s `buf` to every rank's `buf` (binomial tree). */
 lh_status lh_comm_bcast(lh_comm *c, void *buf, size_t bytes, int root);
 
+/**
+ * Collective: did every rank succeed?  Each rank passes its own status; a
+ * failing rank gets its own status and message back, the others get
+ * LH_ERR_MISMATCH saying that `what` failed on another rank (whose message
+ * names the cause).  Lets a group fail together instead of some ranks
+ * waiting in a later collective for a peer that gave up.
+ */
+lh_status lh_comm_agree(lh_comm *c, lh_status mine, const char *what);
+
 /** Return once every rank has entered (dissemination barrier of empty frames). */
 lh_status lh_comm_barrier(lh_comm *c);
 

@@ -14,6 +14,7 @@
  * step; sums are computed in the same order on every rank, so results are
  * bitwise identical across ranks.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -225,5 +226,17 @@ lh_status lh_comm_barrier(lh_comm *c)
         lh_status st2 = lh_comm_waitall(reqs, 2);
         if (st || st2) return lh_fail_prefix(st ? st : st2, "barrier");
     }
+    return LH_OK;
+}
+
+lh_status lh_comm_agree(lh_comm *c, lh_status mine, const char *what)
+{
+    char message[1024];
+    snprintf(message, sizeof message, "%s", lh_last_error()); /* the exchange may overwrite it */
+    float failed = mine ? 1.0f : 0.0f;
+    lh_status st = lh_comm_allreduce_f32(c, &failed, 1);
+    if (mine) return lh_fail(mine, "%s", message);
+    if (st) return st;
+    if (failed > 0) return lh_fail(LH_ERR_MISMATCH, "%s failed on another rank (its message names the cause)", what);
     return LH_OK;
 }

@@ -44,17 +44,6 @@ static void step_dir(const char *root, int64_t step, char *out, size_t cap)
     snprintf(out, cap, "%s/step_%08lld", root, (long long)step);
 }
 
-/* Every rank learns whether all succeeded; a failing rank keeps its own message. */
-static lh_status agree_all(lh_engine *e, lh_status st, const char *what)
-{
-    float failed = st ? 1.0f : 0.0f;
-    lh_status st2 = lh_comm_allreduce_f32(e->world, &failed, 1);
-    if (st) return st;
-    if (st2) return st2;
-    if (failed > 0) return lh_fail(LH_ERR_IO, "%s failed on another rank (its message names the cause)", what);
-    return LH_OK;
-}
-
 static lh_status write_manifest(lh_engine *e, const char *dir, int64_t step)
 {
     lh_dataset_position pos = lh_dataset_tell(e->train);
@@ -137,7 +126,7 @@ lh_status lh_engine_save_checkpoint(lh_engine *e, const char *root)
     lh_status st = e->replicas > 1 ? lh_engine_verify_replicas(e) : LH_OK;
     if (st) return lh_fail_prefix(st, "checkpoint at step %lld", (long long)step);
     if (e->rank == 0) st = lh_mkdir_p(dir);
-    st = agree_all(e, st, "creating the checkpoint folder");
+    st = lh_comm_agree(e->world, st, "creating the checkpoint folder");
     if (!st && e->replica == 0) {
         snprintf(path, sizeof path, "%s/part_s%d.lhck", dir, e->stage);
         st = lh_ckpt_save_part(path, e->model, step);
@@ -145,7 +134,7 @@ lh_status lh_engine_save_checkpoint(lh_engine *e, const char *root)
         if (!st) st = lh_ckpt_read_info(path, &info); /* read back: header and record table verify */
         if (!st && info.step != step) st = lh_fail(LH_ERR_CORRUPT, "%s: reads back step %lld", path, (long long)info.step);
     }
-    st = agree_all(e, st, "writing a checkpoint part");
+    st = lh_comm_agree(e->world, st, "writing a checkpoint part");
     if (!st && e->rank == 0) {
         st = write_manifest(e, dir, step);
         char latest[LH_PATH_MAX + 16], text[64];
@@ -154,7 +143,7 @@ lh_status lh_engine_save_checkpoint(lh_engine *e, const char *root)
         if (!st) st = lh_write_file_atomic(latest, text, (size_t)n); /* the commit point */
         if (!st) prune(root, step, e->job.checkpoint.keep);
     }
-    st = agree_all(e, st, "committing the checkpoint");
+    st = lh_comm_agree(e->world, st, "committing the checkpoint");
     if (!st && e->rank == 0) LH_INFO("checkpoint: step %lld committed in %s", (long long)step, dir);
     return st;
 }
@@ -233,7 +222,7 @@ lh_status lh_engine_resume(lh_engine *e, const char *root, int *resumed)
             }
         }
     }
-    st = agree_all(e, st, "reading the latest checkpoint");
+    st = lh_comm_agree(e->world, st, "reading the latest checkpoint");
     if (!st) st = lh_comm_bcast(e->world, header, sizeof header, 0);
     if (st || header[0] < 0) return st;
 
@@ -259,7 +248,7 @@ lh_status lh_engine_resume(lh_engine *e, const char *root, int *resumed)
     uint64_t now_samples = lh_dataset_replica_samples(e->train);
     if ((uint64_t)header[3] != now_samples) pos.index = pos.index * now_samples / (uint64_t)header[3];
     if (!st) st = lh_dataset_seek(e->train, pos);
-    st = agree_all(e, st, "loading the checkpoint");
+    st = lh_comm_agree(e->world, st, "loading the checkpoint");
     if (st) return lh_fail_prefix(st, "resuming from %s", dir);
     e->step = header[0];
     *resumed = 1;
@@ -283,5 +272,5 @@ lh_status lh_engine_load_weights(lh_engine *e, const char *path)
             memset(lh_stage_adam_v(e->model), 0, n * sizeof(float));
         }
     }
-    return agree_all(e, st ? lh_fail_prefix(st, "loading initial weights") : LH_OK, "loading initial weights");
+    return lh_comm_agree(e->world, st ? lh_fail_prefix(st, "loading initial weights") : LH_OK, "loading initial weights");
 }

@@ -165,11 +165,7 @@ lh_status lh_infer_create(const lh_infer_options *o, const lh_plan *plan, lh_com
         if (!st && !inf->caches) st = lh_fail(LH_ERR_NOMEM, "inference: out of memory");
         for (int i = 0; i < o->slots && !st; i++) st = lh_kv_cache_create(inf->model, &inf->caches[i]);
     }
-    /* Everyone learns whether everyone is ready. */
-    float failed = st ? 1.0f : 0.0f;
-    lh_status st2 = lh_comm_allreduce_f32(world, &failed, 1);
-    if (!st && (st2 || failed > 0))
-        st = st2 ? st2 : lh_fail(LH_ERR_IO, "inference: another rank failed to start (its message names why)");
+    st = lh_comm_agree(world, st, "inference start-up"); /* everyone learns whether everyone is ready */
     if (st) {
         lh_infer_free(inf);
         return lh_fail_prefix(st, "rank %d", rank);
