@@ -168,9 +168,9 @@ int cmd_plan(int argc, char **argv)
     printf("DT-FM COMM-COST  %10.4f s   (data-parallel %.4f s + pipeline %.4f s)\n", dtfm.total_s, dtfm.dp_s,
            dtfm.pp_s);
     printf("iteration time   %10.4f s   (model, %s, %d micro-batches; pipeline %.4f s, compute %.4f s, bubble "
-           "%.4f s, slowest DP sync %.4f s)\n",
+           "%.4f s, slowest DP sync %.4f s, control %.4f s)\n",
            it.total_s, w.schedule == LH_SCHEDULE_GPIPE ? "GPipe" : "1F1B", w.batch / w.micro_batch, it.pp_s,
-           it.compute_s, it.bubble_s, it.dp_s);
+           it.compute_s, it.bubble_s, it.dp_s, it.control_s);
     if (simulate && (long long)w.stages * (w.batch / w.micro_batch) * w.replicas <= 50000000LL) {
         lh_sim_result sim;
         if ((st = lh_simulate_iteration(p, plan, &sim))) {

@@ -274,6 +274,30 @@ static void write_metric(FILE *f, const lh_step_report *r, int emulated)
     fflush(f);
 }
 
+/* What rank 0 has reported so far. */
+typedef struct progress {
+    FILE *metrics;
+    int64_t start, total, log_every;
+    int emulated, quiet;
+    double first_loss, tokens_done;
+    uint64_t raw, wire;
+    lh_step_report last;
+} progress;
+
+/* Log one step's report (a no-op for report->step -1: none was complete). */
+static void progress_add(progress *p, const lh_step_report *r)
+{
+    if (r->step < 0) return;
+    if (r->step == p->start) p->first_loss = r->loss;
+    p->raw += r->raw_bytes;
+    p->wire += r->wire_bytes;
+    p->tokens_done += r->tokens_per_s * r->step_s;
+    write_metric(p->metrics, r, p->emulated);
+    if (!p->quiet && ((r->step + 1) % p->log_every == 0 || r->step + 1 == p->total))
+        print_progress(r, p->total, p->emulated);
+    p->last = *r;
+}
+
 /* Ranks on this host share its cores: give each an equal share of threads
  * unless the user chose with OMP_NUM_THREADS. */
 static void choose_threads(void)
@@ -454,33 +478,31 @@ static lh_status run(const train_request *args, int rank, int size)
         print_plan(plan, topology);
     }
 
-    lh_step_report r = {0};
-    double first_loss = NAN, t0 = lh_now_s(), tokens_done = 0;
-    uint64_t raw = 0, wire = 0;
-    fault_injection fault = parse_fault_injection();
+    lh_step_report r;
     int64_t start = engine ? lh_engine_current_step(engine) : 0;
+    progress prog = {.metrics = metrics, .start = start, .total = total, .log_every = job.log_every,
+                     .emulated = netem != NULL, .quiet = args->quiet, .first_loss = NAN, .last = {.step = -1}};
+    double t0 = lh_now_s();
+    fault_injection fault = parse_fault_injection();
     if (!st && rank == 0 && resumed) printf("resumed at step %lld\n", (long long)start);
     for (int64_t i = start; i < total && !st; i++) {
         inject_fault(&fault, rank, i);
         st = lh_engine_step(engine, &r);
-        if (st) break;
-        if (i == start) first_loss = r.loss;
-        raw += r.raw_bytes;
-        wire += r.wire_bytes;
-        tokens_done += r.tokens_per_s * r.step_s;
-        if (rank == 0) {
-            write_metric(metrics, &r, netem != NULL);
-            if (!args->quiet && ((i + 1) % job.log_every == 0 || i + 1 == total)) print_progress(&r, total, netem != NULL);
-        }
-        if (job.checkpoint.dir[0] && job.checkpoint.every_steps > 0 && (i + 1) % job.checkpoint.every_steps == 0 &&
-            i + 1 < total)
-            st = lh_engine_save_checkpoint(engine, job.checkpoint.dir);
-        if (!st && job.eval_every > 0 && (i + 1) % job.eval_every == 0 && i + 1 < total) {
+        if (!st) progress_add(&prog, &r);
+        int save = job.checkpoint.dir[0] && job.checkpoint.every_steps > 0 && (i + 1) % job.checkpoint.every_steps == 0 &&
+                   i + 1 < total;
+        int eval = job.eval_every > 0 && (i + 1) % job.eval_every == 0 && i + 1 < total;
+        /* Reports arrive one step late: collect this step's first, so a committed checkpoint's steps are all in the
+         * metrics file and a validation line follows its step's line. */
+        if (!st && (save || eval) && !(st = lh_engine_flush_report(engine, &r))) progress_add(&prog, &r);
+        if (!st && save) st = lh_engine_save_checkpoint(engine, job.checkpoint.dir);
+        if (!st && eval) {
             double val;
             st = lh_engine_evaluate(engine, 8, &val);
             if (!st && rank == 0) printf("step %lld: validation loss %.4f\n", (long long)i + 1, val);
         }
     }
+    if (!st && engine && !(st = lh_engine_flush_report(engine, &r))) progress_add(&prog, &r);
     if (!st && job.checkpoint.dir[0] && lh_engine_current_step(engine) > start)
         st = lh_engine_save_checkpoint(engine, job.checkpoint.dir);
     double val = NAN;
@@ -488,13 +510,14 @@ static lh_status run(const train_request *args, int rank, int size)
     if (!st && rank == 0) {
         double elapsed = lh_now_s() - t0;
         char w[32], rw[32];
-        fmt_bytes((double)wire, w, sizeof w);
-        fmt_bytes((double)raw, rw, sizeof rw);
+        fmt_bytes((double)prog.wire, w, sizeof w);
+        fmt_bytes((double)prog.raw, rw, sizeof rw);
         printf("\nlonghaul train: done in %.1f s\n", elapsed);
-        printf("  loss        %.4f -> %.4f (validation %.4f)\n", first_loss, r.loss, val);
-        printf("  throughput  %.0f tokens/s%s\n", tokens_done / (elapsed > 0 ? elapsed : 1),
+        printf("  loss        %.4f -> %.4f (validation %.4f)\n", prog.first_loss, prog.last.loss, val);
+        printf("  throughput  %.0f tokens/s%s\n", prog.tokens_done / (elapsed > 0 ? elapsed : 1),
                netem ? " (network emulated)" : "");
-        printf("  bytes sent  %s on the wire vs %s as fp32 (%.1fx less)\n", w, rw, wire ? (double)raw / wire : 0.0);
+        printf("  bytes sent  %s on the wire vs %s as fp32 (%.1fx less)\n", w, rw,
+               prog.wire ? (double)prog.raw / prog.wire : 0.0);
         if (metrics) fprintf(metrics, "{\"event\": \"end\", \"val_loss\": %.6f, \"elapsed_s\": %.3f}\n", val, elapsed);
     }
     if (metrics) fclose(metrics);

@@ -672,6 +672,20 @@ lh_status lh_comm_test(lh_comm_request *req, int *done)
     return lh_comm_wait(req);
 }
 
+lh_status lh_comm_cancel(lh_comm_request *req)
+{
+    if (!req) return lh_fail(LH_ERR_INVALID_ARG, "cancel: NULL request");
+    if (req->is_send) return lh_fail(LH_ERR_INVALID_ARG, "cancel: only receives can be withdrawn");
+    lh_comm *c = req->c;
+    if (!req->mpi_done) request_cancel_rest(req, 0);
+    request_free(req);
+    if (!c->failed) {
+        c->failed = 1;
+        snprintf(c->failure, sizeof c->failure, "a receive was withdrawn, so the stream is out of step");
+    }
+    return LH_OK;
+}
+
 lh_status lh_comm_waitall(lh_comm_request **reqs, int n)
 {
     lh_status first = LH_OK;

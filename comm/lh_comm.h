@@ -142,6 +142,15 @@ lh_status lh_comm_wait(lh_comm_request *req);
  */
 lh_status lh_comm_test(lh_comm_request *req, int *done);
 
+/**
+ * Withdraw a receive that is no longer wanted (a pipeline stage that posted
+ * its next receive ahead and then failed): the MPI side is cancelled and the
+ * request freed.  Only receives can be withdrawn (LH_ERR_INVALID_ARG for a
+ * send, which is left alone).  The channel's sequence numbers are then out of
+ * step with the peer, so the communicator is marked unusable.
+ */
+lh_status lh_comm_cancel(lh_comm_request *req);
+
 /** Wait for `n` requests (all are completed and freed even after an error; the first error is returned). */
 lh_status lh_comm_waitall(lh_comm_request **reqs, int n);
 

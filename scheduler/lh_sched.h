@@ -152,6 +152,7 @@ typedef struct lh_cost_report {
     double pp_s;          /* pipeline part (DT-FM: 2 x path; iteration: pipeline makespan) */
     double compute_s;     /* iteration model: slowest replica's compute on the critical path */
     double bubble_s;      /* iteration model: idle time from fill/drain */
+    double control_s;     /* iteration model: tied-embedding sync and gradient-norm exchange after the syncs */
     int stages;
     double *stage_compute_s; /* [stages] slowest device's fwd+bwd for one micro-batch */
     double *stage_dp_s;      /* [stages] data-parallel sync of the stage's group */

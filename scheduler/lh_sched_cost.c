@@ -260,6 +260,46 @@ static double ring_allreduce_s(const lh_sched_problem *p, const lh_plan *plan, i
     return fmax(steps * max_x + max_lat, steps / D * around);
 }
 
+/* The engine's collectives pick the direct algorithm up to this many ranks (LH_COMM_DIRECT_MAX_RANKS). */
+#define ENGINE_DIRECT_MAX_RANKS 8
+
+double lh_sp_step_end(const lh_sched_problem *p, const lh_plan *plan, const double *stage_done, double *control_s)
+{
+    const lh_workload *w = &p->w;
+    int P = plan->stages, D = plan->replicas;
+    double end = 0, synced = 0, tied_bits = (double)w->vocab * w->hidden * 32.0;
+    for (int r = 0; r < D; r++) {
+        double last = 0;
+        for (int s = 0; s < P; s++) last = fmax(last, stage_done[r * P + s]);
+        synced = fmax(synced, last);
+        if (P > 1 && w->vocab > 0) {
+            double lat, ibw;
+            lh_sp_link(p, lh_plan_device(plan, r, 0), lh_plan_device(plan, r, P - 1), &lat, &ibw);
+            double both = fmax(stage_done[r * P], stage_done[r * P + P - 1]);
+            last = fmax(last, both + 2.0 * (lat + tied_bits / 2.0 * ibw));
+        }
+        double norm = 0;
+        if (P > ENGINE_DIRECT_MAX_RANKS) {
+            for (int s = 0; s < P; s++) {
+                double lat, ibw;
+                lh_sp_link(p, lh_plan_device(plan, r, s), lh_plan_device(plan, r, (s + 1) % P), &lat, &ibw);
+                norm = fmax(norm, lat);
+            }
+            norm *= P - 1;
+        } else {
+            for (int a = 0; a < P; a++)
+                for (int b = a + 1; b < P; b++) {
+                    double lat, ibw;
+                    lh_sp_link(p, lh_plan_device(plan, r, a), lh_plan_device(plan, r, b), &lat, &ibw);
+                    norm = fmax(norm, lat);
+                }
+        }
+        end = fmax(end, last + norm);
+    }
+    if (control_s) *control_s = end - synced;
+    return end;
+}
+
 static lh_status iteration_evaluate(const lh_sched_problem *p, const lh_plan *plan, lh_cost_report *out)
 {
     lh_status st = check_shape(p, plan);
@@ -307,18 +347,24 @@ static lh_status iteration_evaluate(const lh_sched_problem *p, const lh_plan *pl
         pipeline = fmax(pipeline, mk);
         for (int s = 0; s < P; s++) stage_ready[s] = fmax(stage_ready[s], mk - drain[s]);
     }
-    double iteration = pipeline, dp_max = 0;
+    double dp_max = 0;
     int dp_from = -1, dp_to = -1;
     double dp_worst_extra = 0;
+    double *stage_done = calloc((size_t)P * D, sizeof *stage_done);
+    if (!stage_done) {
+        free(t);
+        free(drain);
+        free(stage_ready);
+        lh_cost_report_clear(out);
+        return lh_fail(LH_ERR_NOMEM, "iteration model: out of memory");
+    }
     for (int s = 0; s < P; s++) {
         double g = lh_workload_grad_bytes(w, plan->num_layers[s], s == 0, s == P - 1);
         int a = -1, b = -1;
         out->stage_dp_s[s] = ring_allreduce_s(p, plan, s, g, &a, &b);
         dp_max = fmax(dp_max, out->stage_dp_s[s]);
         double end = stage_ready[s] + out->stage_dp_s[s];
-        if (end > iteration) {
-            iteration = end;
-        }
+        for (int r = 0; r < D; r++) stage_done[r * P + s] = end;
         if (end - pipeline > dp_worst_extra) {
             dp_worst_extra = end - pipeline;
             dp_from = a;
@@ -331,7 +377,8 @@ static lh_status iteration_evaluate(const lh_sched_problem *p, const lh_plan *pl
     out->pp_s = pipeline;
     out->dp_s = dp_max;
     out->bubble_s = pipeline - out->compute_s;
-    out->total_s = iteration;
+    out->total_s = lh_sp_step_end(p, plan, stage_done, &out->control_s);
+    free(stage_done);
     if (dp_from >= 0 && dp_worst_extra > 0 && dp_worst_extra > worst_link) {
         out->bottleneck_from = dp_from;
         out->bottleneck_to = dp_to;

@@ -109,4 +109,16 @@ lh_status lh_sp_repair_memory(const lh_sched_problem *p, lh_plan *plan, int *swa
 /** Memory check for one device on one stage of a plan. */
 double lh_sp_stage_memory(const lh_sched_problem *p, const lh_plan *plan, int stage);
 
+/*
+ * When a step ends, given when each stage has its data-parallel-synced
+ * gradients (stage_done[r * stages + s]), as the engine runs the rest: per
+ * replica the tied-embedding allreduce between its first and last stage (fp32
+ * vocab x hidden gradients; reduce-scatter then all-gather of halves, two
+ * one-way trips; none when vocab is 0), then the all-gather of per-stage
+ * gradient norms over the pipeline (every stage sends to every other at once,
+ * so the slowest pair's latency; a ring of stages-1 hops past 8 stages).
+ * *control_s gets the longest such tail past the last sync.
+ */
+double lh_sp_step_end(const lh_sched_problem *p, const lh_plan *plan, const double *stage_done, double *control_s);
+
 #endif

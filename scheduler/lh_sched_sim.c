@@ -12,7 +12,8 @@
  * the engine's ring allreduce (reduce-scatter + all-gather, 2(D-1) steps of
  * G/D bytes), each step starting when a device has received the previous
  * chunk and its outgoing link is free, each device starting when its own last
- * backward is done.
+ * backward is done; then the step's control traffic as the model counts it
+ * (lh_sp_step_end: tied-embedding sync, gradient-norm all-gather).
  *
  * Because each device executes a fixed op order and each directed link has a
  * single sender, processing ops in per-device order while their inputs are
@@ -178,11 +179,12 @@ lh_status lh_simulate_iteration(const lh_sched_problem *p, const lh_plan *plan, 
             }
             iteration = fmax(iteration, end);
             dp_max = fmax(dp_max, end - start_min);
+            for (int r = 0; r < D; r++) stage_done[r * P + s] = end;
         }
     }
     out->pipeline_s = pipeline;
     out->dp_s = dp_max;
-    out->iteration_s = iteration;
+    out->iteration_s = fmax(iteration, lh_sp_step_end(p, plan, stage_done, NULL));
 done:
     free(ops), free(fwd_arr), free(bwd_arr), free(fdone), free(f), free(b), free(x), free(lat);
     free(dev_free), free(lf_fwd), free(lf_bwd), free(next), free(stage_done), free(ring_recv), free(ring_link),

@@ -30,7 +30,7 @@ cat > workload.json <<W
   "pipeline_stages": 2, "data_parallel": 2, "batch": 8, "micro_batch": 2, "act_bytes": 4, "grad_bytes": 4,
   "act_bits": 32, "grad_bits": 32, "schedule": "1f1b" }
 W
-for strategy in rank ils; do
+for strategy in rank ils ils-time; do
   "$longhaul" plan --topology topology.json --workload workload.json --strategy "$strategy" \
     --out "plan_$strategy.json" > "plan_$strategy.txt"
   cat > "$strategy.json" <<JOB
@@ -45,7 +45,7 @@ JOB
 done
 step_s() { awk -F'"step_s": ' 'NF > 1 { split($2, a, ","); n++; if (n > 3) { s += a[1]; c++ } } END { printf "%.3f", s / c }' "$1/metrics.jsonl"; }
 printf '| placement | measured s/step (time scale %s) | scheduler estimate, from longhaul plan |\n|---|---|---|\n' "$scale" | tee table.md
-for strategy in rank ils; do
+for strategy in rank ils ils-time; do
   est=$(grep -iE "iteration|cost" "plan_$strategy.txt" | head -2 | tr '\n' ' ' | sed 's/  */ /g')
   printf '| %s | %s | %s |\n' "$strategy" "$(step_s "$strategy")" "$est" | tee -a table.md
 done

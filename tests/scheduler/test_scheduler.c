@@ -450,20 +450,31 @@ static void test_iteration_model_and_simulator_by_hand(void)
     LH_ASSERT_OK(lh_cost_iteration.evaluate(p, pl, &r));
     lh_sim_result sim;
     LH_ASSERT_OK(lh_simulate_iteration(p, pl, &sim));
-    CU_ASSERT_DOUBLE_EQUAL(r.total_s, 18.0, 1e-9);
-    CU_ASSERT_DOUBLE_EQUAL(sim.iteration_s, 18.0, 1e-9);
+    /* 18 s of pipeline, then the gradient-norm exchange: one 0.5 s latency (vocab 0: no tied embeddings). */
+    CU_ASSERT_DOUBLE_EQUAL(r.total_s, 18.5, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(sim.iteration_s, 18.5, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(r.control_s, 0.5, 1e-9);
     CU_ASSERT_DOUBLE_EQUAL(r.compute_s, 12.0, 1e-9);
     CU_ASSERT_DOUBLE_EQUAL(r.bubble_s, 6.0, 1e-9);
     CU_ASSERT_EQUAL(sim.events, 2 * 2 * 4 + 2 * 4);
     lh_cost_report_clear(&r);
-    /* 1F1B: the simulator's 21 s is worked by hand; the model's round-trip bound gives 22.5 s (within 10%). */
+    /* 1F1B: the simulator's 21 s is worked by hand; the model's round-trip bound gives 22.5 s (within 10%);
+     * both + 0.5 s for the norm exchange. */
     lh_sched_problem_free(p);
     w.schedule = LH_SCHEDULE_1F1B;
     LH_ASSERT_OK(lh_sched_problem_create(t, &w, &p));
     LH_ASSERT_OK(lh_cost_iteration.evaluate(p, pl, &r));
     LH_ASSERT_OK(lh_simulate_iteration(p, pl, &sim));
-    CU_ASSERT_DOUBLE_EQUAL(sim.iteration_s, 21.0, 1e-9);
-    CU_ASSERT_DOUBLE_EQUAL(r.total_s, 22.5, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(sim.iteration_s, 21.5, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(r.total_s, 23.0, 1e-9);
+    lh_cost_report_clear(&r);
+    /* With a 100-token vocabulary the tied sync comes first: two trips of 0.5 s + 64 x 100 x 32 / 2 bits at
+     * 16384 bit/s (6.25 s) each. */
+    lh_sched_problem_free(p);
+    w.vocab = 100;
+    LH_ASSERT_OK(lh_sched_problem_create(t, &w, &p));
+    LH_ASSERT_OK(lh_cost_iteration.evaluate(p, pl, &r));
+    CU_ASSERT_DOUBLE_EQUAL(r.control_s, 2 * (0.5 + 6.25) + 0.5, 1e-9);
     lh_cost_report_clear(&r);
     lh_plan_free(pl);
     lh_sched_problem_free(p);

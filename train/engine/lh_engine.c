@@ -11,6 +11,20 @@
  * activation gradients backward, channel 2 evaluation activations; each
  * channel is ordered per peer, which is all the schedules need.
  *
+ * Overlap.  Sends are non-blocking and completed once per step.  Receives are
+ * posted one message ahead (lh_inbox): while a stage computes micro-batch i,
+ * the receive of i+1 (the whole fp32 tensor into a spare buffer, or the length
+ * of a compressed one) is already posted, so it lands meanwhile instead of
+ * waiting for the stage to ask.  A compressed payload's receive is posted
+ * before the next length's, as MPI matches receives in the order posted.
+ *
+ * Control traffic.  Each collective round costs a link latency, which on a
+ * WAN is most of a step, so a step has exactly one synchronous round beyond
+ * its pipeline and gradient traffic: the all-gather of per-stage gradient
+ * sums of squares over the replica's pipeline for global-norm clipping.  The
+ * job-wide report (loss, bytes, slowest rank) is gathered to world rank 0 in
+ * the background, one step late.
+ *
  * AQ-SGD state.  Each link s -> s+1 has a sender codec on stage s and a
  * receiver codec on stage s+1, keyed by the dataset's stable sample ids; both
  * ends draw the same batches, so they agree on the ids without traffic.
@@ -77,7 +91,7 @@ static lh_status send_message(lh_engine *e, const void *buf, size_t len, int pee
     return st ? lh_fail_prefix(st, "sending to stage %d (world rank %d)", peer, e->pipe_world_rank[peer]) : LH_OK;
 }
 
-/* Receive a message sent by send_message into e->msg (sized) or `dst` (exact size). */
+/* Receive a message sent by send_message into e->msg (sized) or `dst` (exact size); blocking (evaluation). */
 static lh_status recv_message(lh_engine *e, void *dst, size_t exact, int peer, int channel, size_t *len)
 {
     double t0 = lh_now_s();
@@ -100,6 +114,82 @@ static lh_status recv_message(lh_engine *e, void *dst, size_t exact, int peer, i
 }
 
 static size_t tensor_floats(const lh_engine *e) { return (size_t)e->micro * e->seq * e->channels; }
+
+/* fp32 tensors have a size both ends know; compressed ones are announced by a length message. */
+static int exact_size_messages(const lh_engine *e) { return e->job.compression.mode == LH_COMPRESS_FP32; }
+
+static int inbox_peer(const lh_engine *e, int channel)
+{
+    return channel == CHANNEL_FORWARD ? e->stage - 1 : e->stage + 1;
+}
+
+/* Post the receive of the next message on a training channel. */
+static lh_status inbox_post(lh_engine *e, int channel)
+{
+    lh_inbox *in = &e->inbox[channel];
+    int peer = inbox_peer(e, channel);
+    if (exact_size_messages(e))
+        return lh_comm_irecv(e->pipe, in->spare, tensor_floats(e) * sizeof(float), peer, channel, &in->req);
+    return lh_comm_irecv(e->pipe, &in->len64, sizeof in->len64, peer, channel, &in->req);
+}
+
+/* A step expects `count` messages on `channel`: post the first receive now. */
+static lh_status inbox_open(lh_engine *e, int channel, int count)
+{
+    e->inbox[channel].remaining = count;
+    return count > 0 ? inbox_post(e, channel) : LH_OK;
+}
+
+/*
+ * Take the next message of a training channel: an fp32 tensor lands in
+ * *tensor (the buffers are swapped, no copy), a compressed one in e->msg
+ * (*len bytes).  The receive after it is posted before this returns.
+ */
+static lh_status inbox_take(lh_engine *e, int channel, float **tensor, size_t *len)
+{
+    lh_inbox *in = &e->inbox[channel];
+    int peer = inbox_peer(e, channel);
+    double t0 = lh_now_s();
+    *len = 0;
+    lh_status st = in->req ? LH_OK : inbox_post(e, channel);
+    if (!st) {
+        st = lh_comm_wait(in->req);
+        in->req = NULL;
+    }
+    in->remaining--;
+    if (!st && exact_size_messages(e)) {
+        float *got = in->spare;
+        in->spare = *tensor; /* free again: the stage keeps its own copies of what backward needs */
+        *tensor = got;
+        *len = tensor_floats(e) * sizeof(float);
+        if (in->remaining > 0) st = inbox_post(e, channel);
+    } else if (!st) {
+        lh_comm_request *payload = NULL;
+        if (in->len64 > e->msg_cap)
+            st = lh_fail(LH_ERR_COMM, "engine: stage %d announced a %llu-byte message, more than the %zu allowed",
+                         e->stage + (peer > e->stage ? 1 : -1), (unsigned long long)in->len64, e->msg_cap);
+        if (!st) st = lh_comm_irecv(e->pipe, e->msg, (size_t)in->len64, peer, channel, &payload);
+        *len = (size_t)in->len64;
+        if (!st && in->remaining > 0) st = inbox_post(e, channel);
+        if (payload) {
+            lh_status st2 = st ? lh_comm_cancel(payload) : lh_comm_wait(payload);
+            if (!st) st = st2;
+        }
+    }
+    e->comm_s += elapsed_since(t0);
+    return st ? lh_fail_prefix(st, "receiving from stage %d (world rank %d)", peer, e->pipe_world_rank[peer])
+              : LH_OK;
+}
+
+/* Withdraw receives posted ahead (after a failed step; the pipe communicator is unusable afterwards). */
+static void inbox_close(lh_engine *e)
+{
+    for (int c = 0; c < 2; c++) {
+        if (e->inbox[c].req) lh_comm_cancel(e->inbox[c].req);
+        e->inbox[c].req = NULL;
+        e->inbox[c].remaining = 0;
+    }
+}
 
 /* ---- creation ---- */
 
@@ -212,6 +302,7 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
     e->seq = job->batch.seq_len;
     e->channels = job->model.channels;
     e->world = world;
+    e->report_pending = -1;
     e->dp_world_rank = malloc((size_t)plan->replicas * sizeof *e->dp_world_rank);
     e->pipe_world_rank = malloc((size_t)plan->stages * sizeof *e->pipe_world_rank);
     if (!e->dp_world_rank || !e->pipe_world_rank) {
@@ -231,6 +322,7 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
     if (!st) st = lh_comm_split(world, stage, replica, &e->dp);
     int tied_color = (plan->stages > 1 && (stage == 0 || stage == plan->stages - 1)) ? replica : -1;
     if (!st) st = lh_comm_split(world, tied_color, stage, &e->tied);
+    if (!st) st = lh_comm_split(world, 0, rank, &e->reports);
 
     lh_model_config cfg = {.max_seq_len = job->model.context,
                            .vocab_size = job->model.vocab,
@@ -256,7 +348,10 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
         e->act_out = malloc(n * sizeof(float));
         e->grad_in = malloc(n * sizeof(float));
         e->grad_out = malloc(n * sizeof(float));
-        if (!e->tokens || !e->targets || !e->ids || !e->act_in || !e->act_out || !e->grad_in || !e->grad_out)
+        e->inbox[CHANNEL_FORWARD].spare = malloc(n * sizeof(float));
+        e->inbox[CHANNEL_BACKWARD].spare = malloc(n * sizeof(float));
+        if (!e->tokens || !e->targets || !e->ids || !e->act_in || !e->act_out || !e->grad_in || !e->grad_out ||
+            !e->inbox[CHANNEL_FORWARD].spare || !e->inbox[CHANNEL_BACKWARD].spare)
             st = lh_fail(LH_ERR_NOMEM, "engine: cannot allocate step buffers");
     }
     if (!st) st = open_codecs(e);
@@ -288,13 +383,17 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
 void lh_engine_free(lh_engine *e)
 {
     if (!e) return;
+    inbox_close(e);
     if (e->n_pending) wait_sends(e);
     free(e->pending);
+    free(e->inbox[CHANNEL_FORWARD].spare);
+    free(e->inbox[CHANNEL_BACKWARD].spare);
     free(e->dp_world_rank);
     free(e->pipe_world_rank);
     lh_comm_free(e->pipe);
     lh_comm_free(e->dp);
     lh_comm_free(e->tied);
+    lh_comm_free(e->reports);
     lh_stage_free(e->model);
     lh_dataset_free(e->train);
     lh_dataset_free(e->val);
@@ -348,13 +447,15 @@ static lh_status send_activations(lh_engine *e, int mb, int channel, int force_f
     return send_message(e, e->msg, len, e->stage + 1, channel, 1);
 }
 
+/* Training activations come through the inbox; evaluation's (channel 2, fp32) by a blocking receive. */
 static lh_status recv_activations(lh_engine *e, int channel, int force_fp32)
 {
     size_t n = tensor_floats(e), rows = (size_t)e->micro * e->seq, len;
     lh_compress_mode mode = force_fp32 ? LH_COMPRESS_FP32 : e->job.compression.mode;
-    if (mode == LH_COMPRESS_FP32) return recv_message(e, e->act_in, n * sizeof(float), e->stage - 1, channel, &len);
-    lh_status st = recv_message(e, NULL, 0, e->stage - 1, channel, &len);
-    if (st) return st;
+    if (channel != CHANNEL_FORWARD)
+        return recv_message(e, e->act_in, n * sizeof(float), e->stage - 1, channel, &len);
+    lh_status st = inbox_take(e, CHANNEL_FORWARD, &e->act_in, &len);
+    if (st || mode == LH_COMPRESS_FP32) return st;
     double t0 = lh_now_s();
     if (mode == LH_COMPRESS_AQSGD) {
         uint64_t got_ids[1024], bad[1024];
@@ -390,11 +491,9 @@ static lh_status send_gradient(lh_engine *e, int mb)
 
 static lh_status recv_gradient(lh_engine *e)
 {
-    size_t n = tensor_floats(e), rows = (size_t)e->micro * e->seq, len;
-    if (e->job.compression.mode == LH_COMPRESS_FP32)
-        return recv_message(e, e->grad_in, n * sizeof(float), e->stage + 1, CHANNEL_BACKWARD, &len);
-    lh_status st = recv_message(e, NULL, 0, e->stage + 1, CHANNEL_BACKWARD, &len);
-    if (st) return st;
+    size_t rows = (size_t)e->micro * e->seq, len;
+    lh_status st = inbox_take(e, CHANNEL_BACKWARD, &e->grad_in, &len);
+    if (st || e->job.compression.mode == LH_COMPRESS_FP32) return st;
     double t0 = lh_now_s();
     st = lh_quant_decode(e->quant, e->msg, len, e->grad_in, rows, (size_t)e->channels);
     e->compute_s += elapsed_since(t0);
@@ -489,15 +588,25 @@ static lh_status sync_gradients(lh_engine *e)
     return st;
 }
 
+/*
+ * Replicas hold identical gradients after the sync, so one replica's pipeline
+ * holds the whole sum of squares.  An all-gather (every stage sends to every
+ * other at once: one link latency, where an allreduce pays two) and a sum in
+ * stage order leave every rank of every replica with the same bits.
+ */
 static lh_status global_grad_norm(lh_engine *e, double *norm)
 {
-    /* Replicas hold identical gradients after the sync: summing over one replica's pipeline is enough. */
-    float sumsq = (float)lh_stage_grad_sumsq(e->model);
+    double mine = lh_stage_grad_sumsq(e->model), sumsq = 0;
+    double *all = malloc((size_t)e->stages * sizeof *all);
+    if (!all) return lh_fail(LH_ERR_NOMEM, "engine: out of memory");
     double t0 = lh_now_s();
-    lh_status st = lh_comm_allreduce_f32(e->pipe, &sumsq, 1);
+    lh_status st = e->stages > 1 ? lh_comm_allgather(e->pipe, &mine, sizeof mine, all) : LH_OK;
+    if (e->stages == 1) all[0] = mine;
     e->comm_s += elapsed_since(t0);
-    *norm = sqrt((double)sumsq);
-    return st;
+    for (int s = 0; s < e->stages && !st; s++) sumsq += all[s];
+    free(all);
+    *norm = sqrt(sumsq);
+    return st ? lh_fail_prefix(st, "exchanging gradient norms over the pipeline") : LH_OK;
 }
 
 static lh_status load_step_batches(lh_engine *e)
@@ -522,7 +631,10 @@ lh_status lh_engine_step(lh_engine *e, lh_step_report *report)
 
     double loss_sum = 0, norm = 0;
     lh_status st = load_step_batches(e);
+    if (!st) st = inbox_open(e, CHANNEL_FORWARD, e->stage > 0 ? e->micro_batches : 0);
+    if (!st) st = inbox_open(e, CHANNEL_BACKWARD, e->stage < e->stages - 1 ? e->micro_batches : 0);
     if (!st) st = run_schedule(e, &loss_sum);
+    if (st) inbox_close(e);
     if (!st) st = wait_sends(e);
     if (!st) st = sync_gradients(e);
     if (!st) st = global_grad_norm(e, &norm);
@@ -547,41 +659,68 @@ lh_status lh_engine_step(lh_engine *e, lh_step_report *report)
         if (st) return lh_fail_prefix(st, "step %lld", (long long)e->step);
     }
 
-    /* Job-wide report in ONE exchange (each collective round costs a link latency on a slow network):
-     * every rank contributes its loss (last stages), bytes and step time; sums and max are local. */
     lh_comm_stats ps, ds, ts = {0};
     lh_comm_get_stats(e->pipe, &ps);
     lh_comm_get_stats(e->dp, &ds);
     if (e->tied) lh_comm_get_stats(e->tied, &ts);
-    float mine[4] = {e->stage == e->stages - 1 ? (float)(loss_sum / e->micro_batches) : 0.0f,
-                     (float)((double)e->raw_bytes / 1e6),
-                     (float)((double)(ps.wire_bytes_sent + ds.wire_bytes_sent + ts.wire_bytes_sent) / 1e6),
-                     (float)elapsed_since(t_start)};
-    int n = lh_comm_size(e->world);
-    float *all = malloc((size_t)n * sizeof mine);
-    if (!all) return lh_fail(LH_ERR_NOMEM, "engine: out of memory");
-    st = lh_comm_allgather(e->world, mine, sizeof mine, all);
-    float sums[3] = {0, 0, 0}, slowest = 0;
-    for (int i = 0; i < n && !st; i++) {
-        for (int k = 0; k < 3; k++) sums[k] += all[4 * i + k];
-        if (all[4 * i + 3] > slowest) slowest = all[4 * i + 3];
-    }
-    free(all);
-    if (st) return st;
-    if (report) {
-        report->step = e->step;
-        report->loss = sums[0] / e->replicas;
-        report->lr = lr;
-        report->grad_norm = norm;
-        report->step_s = slowest;
-        report->tokens_per_s =
-            (double)e->job.batch.batch_size * e->seq * e->replicas / (slowest > 0 ? slowest : 1e-9);
-        report->compute_s = e->compute_s;
-        report->comm_s = e->comm_s;
-        report->raw_bytes = (uint64_t)((double)sums[1] * 1e6);
-        report->wire_bytes = (uint64_t)((double)sums[2] * 1e6);
-    }
+    e->record[REC_STEP] = (double)e->step;
+    e->record[REC_LOSS] = e->stage == e->stages - 1 ? loss_sum / e->micro_batches : 0.0;
+    e->record[REC_RAW_BYTES] = (double)e->raw_bytes;
+    e->record[REC_WIRE_BYTES] = (double)(ps.wire_bytes_sent + ds.wire_bytes_sent + ts.wire_bytes_sent);
+    e->record[REC_SECONDS] = elapsed_since(t_start);
+    lh_step_report mine = {.step = e->step,
+                           .lr = lr,
+                           .grad_norm = norm,
+                           .compute_s = e->compute_s,
+                           .comm_s = e->comm_s};
     e->step++;
+    if (report) *report = (lh_step_report){.step = -1};
+    if (e->rank != 0) {
+        /* Completed with the next step's sends (or at free): the record is copied when sent. */
+        lh_comm_request *req;
+        st = lh_comm_isend(e->reports, e->record, sizeof e->record, 0, CHANNEL_REPORT, &req);
+        if (!st) st = track_send(e, req);
+        return st ? lh_fail_prefix(st, "sending the step report to rank 0") : LH_OK;
+    }
+    /* Rank 0: the previous step's records have had a whole step to arrive. */
+    st = lh_engine_flush_report(e, report);
+    e->report_pending = mine.step;
+    e->report_own = mine;
+    memcpy(e->report_own_record, e->record, sizeof e->record);
+    return st;
+}
+
+lh_status lh_engine_flush_report(lh_engine *e, lh_step_report *report)
+{
+    if (report) *report = (lh_step_report){.step = -1};
+    if (e->rank != 0 || e->report_pending < 0) return LH_OK;
+    int n = lh_comm_size(e->reports);
+    double loss = e->report_own_record[REC_LOSS], raw = e->report_own_record[REC_RAW_BYTES];
+    double wire = e->report_own_record[REC_WIRE_BYTES], slowest = e->report_own_record[REC_SECONDS];
+    double t0 = lh_now_s();
+    lh_status st = LH_OK;
+    for (int r = 1; r < n && !st; r++) {
+        double rec[REC_FIELDS];
+        st = lh_comm_recv(e->reports, rec, sizeof rec, r, CHANNEL_REPORT);
+        if (st) return lh_fail_prefix(st, "receiving the step-%lld report of rank %d", (long long)e->report_pending, r);
+        if (rec[REC_STEP] != (double)e->report_pending)
+            return lh_fail(LH_ERR_MISMATCH, "rank %d reported step %.0f while rank 0 expected step %lld", r,
+                           rec[REC_STEP], (long long)e->report_pending);
+        loss += rec[REC_LOSS];
+        raw += rec[REC_RAW_BYTES];
+        wire += rec[REC_WIRE_BYTES];
+        if (rec[REC_SECONDS] > slowest) slowest = rec[REC_SECONDS];
+    }
+    e->comm_s += elapsed_since(t0);
+    if (report) {
+        *report = e->report_own;
+        report->loss = loss / e->replicas;
+        report->step_s = slowest;
+        report->tokens_per_s = (double)e->job.batch.batch_size * e->seq * e->replicas / (slowest > 0 ? slowest : 1e-9);
+        report->raw_bytes = (uint64_t)raw;
+        report->wire_bytes = (uint64_t)wire;
+    }
+    e->report_pending = -1;
     return LH_OK;
 }
 

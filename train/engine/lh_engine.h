@@ -39,9 +39,9 @@ extern "C" {
 
 typedef struct lh_engine lh_engine;
 
-/** What one training step did, the same on every rank (reduced over the job). */
+/** What one training step did over the whole job (assembled on world rank 0). */
 typedef struct lh_step_report {
-    int64_t step;             /* 0-based step just completed */
+    int64_t step;             /* 0-based step this report describes; -1: no report */
     double loss;              /* mean training loss of the step */
     double lr;                /* learning rate used */
     double grad_norm;         /* global gradient norm before clipping */
@@ -66,8 +66,23 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
 /** Free (NULL accepted). */
 void lh_engine_free(lh_engine *e);
 
-/** Collective: one optimizer step; fills `report` (may be NULL). */
+/**
+ * Collective: one optimizer step.  The job-wide figures of a step (mean loss,
+ * bytes of every rank, the slowest rank's time) are gathered to world rank 0
+ * in the background and complete one step late, so reporting never adds a
+ * link latency to a step: on rank 0 `report` (may be NULL) receives the
+ * previous step's report; on other ranks, and on rank 0 after the first step,
+ * report->step is -1.  lh_engine_flush_report gives the last one.
+ */
 lh_status lh_engine_step(lh_engine *e, lh_step_report *report);
+
+/**
+ * On world rank 0: wait for the records of the last step still pending and
+ * fill `report` (report->step -1 when none is pending).  Other ranks return at
+ * once with report->step -1.  Call after the last step.
+ */
+lh_status lh_engine_flush_report(lh_engine *e, lh_step_report *report);
+
 
 /**
  * Collective: mean validation loss over up to `max_batches` micro-batches per

@@ -11,7 +11,20 @@
 #include "lh_engine.h"
 #include "lh_optim.h"
 
-enum { CHANNEL_FORWARD = 0, CHANNEL_BACKWARD = 1, CHANNEL_EVAL = 2 };
+/* Pipeline channels (on the replica's pipeline communicator) and the report channel (on `reports`). */
+enum { CHANNEL_FORWARD = 0, CHANNEL_BACKWARD = 1, CHANNEL_EVAL = 2, CHANNEL_REPORT = 3 };
+
+/* One step's figures of one rank, as sent to world rank 0 (doubles, in this order). */
+enum { REC_STEP, REC_LOSS, REC_RAW_BYTES, REC_WIRE_BYTES, REC_SECONDS, REC_FIELDS };
+
+/* The next message of a training channel, received ahead: its receive is posted while the stage
+ * computes, so the message lands (and, for large ones, MPI's rendezvous completes) meanwhile. */
+typedef struct lh_inbox {
+    lh_comm_request *req; /* the posted receive, or NULL */
+    uint64_t len64;       /* compressed messages: the announced length of the next payload */
+    float *spare;         /* fp32 messages: the buffer being filled, swapped with act_in / grad_in */
+    int remaining;        /* messages still expected on this channel this step */
+} lh_inbox;
 
 struct lh_engine {
     lh_job job;
@@ -22,6 +35,7 @@ struct lh_engine {
     lh_lr_schedule lr;
 
     lh_comm *world, *pipe, *dp, *tied;
+    lh_comm *reports; /* a copy of world for step reports: records left unreceived die with it */
     int *dp_world_rank;   /* [replicas]: world rank of this stage in each replica */
     int *pipe_world_rank; /* [stages]: world rank of each stage of this replica */
     lh_stage *model;
@@ -41,6 +55,13 @@ struct lh_engine {
 
     lh_comm_request **pending; /* outstanding sends of this step */
     int n_pending, cap_pending;
+    lh_inbox inbox[2];         /* [CHANNEL_FORWARD], [CHANNEL_BACKWARD] */
+
+    /* Job-wide step reports reach world rank 0 one step late, so logging never waits on a slow link. */
+    double record[REC_FIELDS];         /* this rank's figures of the last step (sent to rank 0) */
+    int64_t report_pending;            /* rank 0: the step whose records are still to be received, or -1 */
+    lh_step_report report_own;         /* rank 0: its own view of that step (lr, norm, compute/comm times) */
+    double report_own_record[REC_FIELDS];
 
     double compute_s, comm_s;
     uint64_t raw_bytes;
