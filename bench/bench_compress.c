@@ -7,6 +7,8 @@
  * Data: N(0,1) activations of rows x cols (default 1024 x 1600, the issue's
  * 1 x 1024 x 1600), per-channel scales unless --group G.  Times are the best
  * of --reps runs (the machine is shared; the best run is the least disturbed).
+ * At 2 bits one more row, quantize_clip2, encodes with scale clipping
+ * (clip_rms 2: scale = min(absmax, 2 RMS)).
  *
  *   bench_compress [--json] [--rows R] [--cols C] [--reps N] [--group G] [--zstd L]
  *
@@ -173,6 +175,28 @@ int main(int argc, char **argv)
                 sr ? "dequantize_sr" : "dequantize", bits, n * 4.0 / best_d / 1e9, mc, len, n * 4, rel};
             report(&rq);
             report(&rd);
+        }
+        /* scale clipping (clip_rms 2: scale = min(absmax, 2 RMS)) at 2 bits: its speed and its error */
+        if (bits == 2) {
+            lh_quant_params pc = p;
+            pc.rounding = LH_ROUND_NEAREST;
+            pc.clip_rms = 2.0f;
+            double best_q = 1e30, mc = time_memcpy(y, x, n);
+            for (int k = 0; k < g_reps; k++) {
+                double t0 = lh_now_s();
+                if (lh_quant_encode(ctx, &pc, x, g_rows, g_cols, NULL, buf, cap, &len)) {
+                    fprintf(stderr, "encode: %s\n", lh_last_error());
+                    return 1;
+                }
+                double t = lh_now_s() - t0;
+                if (t < best_q) best_q = t;
+            }
+            if (lh_quant_decode(ctx, buf, len, y, g_rows, g_cols)) {
+                fprintf(stderr, "decode: %s\n", lh_last_error());
+                return 1;
+            }
+            result rc = {"quantize_clip2", bits, n * 4.0 / best_q / 1e9, mc, len, n * 4, rel_l2(x, y, n)};
+            report(&rc);
         }
         /* the reference quantizer's error on the same data (scalar, not optimised: gbps for orientation) */
         if (!g_group) {

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "lh_comm_internal.h"
+#include "lh_io.h"
 
 struct lh_callreduce {
     lh_comm *c;
@@ -206,4 +207,146 @@ lh_status lh_callreduce_run(lh_callreduce *a, float *data, uint64_t step)
         if (a->cnt[b]) st = decode_block(a, a->frames + a->foff[b], b, data + a->off[b], 0, b);
     free(reqs);
     return st ? lh_fail_prefix(st, "compressed allreduce of %zu floats at %d bits", a->n, a->qp.bits) : LH_OK;
+}
+
+/*
+ * Residual state (docs/formats.md, "compressed allreduce state"), all
+ * little-endian:
+ *    0 "LHCS" | 4 u32 version 1 | 8 u64 n | 16 u32 ranks | 20 u32 rank
+ *   24 u64 block offset | 32 u64 block count | 40 u64 worker bytes W
+ *   48 u64 server bytes S | 56 worker LHGS state (W bytes), server LHGS state (S bytes)
+ *   then u32 CRC-32C of all bytes before it.
+ */
+#define CR_STATE_MAGIC   "LHCS"
+#define CR_STATE_VERSION 1
+#define CR_STATE_HEADER  56
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const uint8_t *p)
+{
+    return get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+size_t lh_callreduce_state_bytes(const lh_callreduce *a)
+{
+    if (!a) return 0;
+    return CR_STATE_HEADER + lh_grad_state_bytes(a->worker) + lh_grad_state_bytes(a->server) + 4;
+}
+
+lh_status lh_callreduce_save_state(const lh_callreduce *a, void *dst_v, size_t dst_cap, size_t *dst_len)
+{
+    uint8_t *dst = dst_v;
+    if (dst_len) *dst_len = 0;
+    if (!a || !dst || !dst_len)
+        return lh_fail(LH_ERR_INVALID_ARG, "compressed allreduce save state: NULL argument");
+    size_t need = lh_callreduce_state_bytes(a), w = lh_grad_state_bytes(a->worker),
+           s = lh_grad_state_bytes(a->server);
+    if (dst_cap < need)
+        return lh_fail(LH_ERR_CAPACITY,
+                       "compressed allreduce save state: destination holds %zu bytes, %zu needed", dst_cap,
+                       need);
+    memcpy(dst, CR_STATE_MAGIC, 4);
+    put32(dst + 4, CR_STATE_VERSION);
+    put64(dst + 8, a->n);
+    put32(dst + 16, (uint32_t)a->size);
+    put32(dst + 20, (uint32_t)a->rank);
+    put64(dst + 24, a->off[a->rank]);
+    put64(dst + 32, a->cnt[a->rank]);
+    put64(dst + 40, w);
+    put64(dst + 48, s);
+    size_t len;
+    lh_status st = lh_grad_save_state(a->worker, dst + CR_STATE_HEADER, w, &len);
+    if (!st) st = lh_grad_save_state(a->server, dst + CR_STATE_HEADER + w, s, &len);
+    if (st) return lh_fail_prefix(st, "compressed allreduce save state");
+    put32(dst + need - 4, lh_crc32c(0, dst, need - 4));
+    *dst_len = need;
+    return LH_OK;
+}
+
+lh_status lh_callreduce_state_peek(const void *src, size_t len, lh_callreduce_state_info *info)
+{
+    const uint8_t *s = src;
+    if (!info) return lh_fail(LH_ERR_INVALID_ARG, "compressed allreduce state: NULL argument");
+    memset(info, 0, sizeof *info);
+    if (!s || len < CR_STATE_HEADER + 4)
+        return lh_fail(LH_ERR_TRUNCATED,
+                       "compressed allreduce state: %zu bytes, shorter than the %d-byte minimum", len,
+                       CR_STATE_HEADER + 4);
+    if (memcmp(s, CR_STATE_MAGIC, 4) != 0)
+        return lh_fail(LH_ERR_FORMAT,
+                       "compressed allreduce state: bad magic (not a compressed allreduce state)");
+    if (get32(s + 4) != CR_STATE_VERSION)
+        return lh_fail(LH_ERR_UNSUPPORTED, "compressed allreduce state: version %u, this build reads %d",
+                       get32(s + 4), CR_STATE_VERSION);
+    uint64_t w = get64(s + 40), sv = get64(s + 48);
+    uint64_t room = len - CR_STATE_HEADER - 4;
+    if (w > room || sv > room - w)
+        return lh_fail(LH_ERR_TRUNCATED,
+                       "compressed allreduce state: %zu bytes cannot hold residual states of "
+                       "%llu and %llu bytes",
+                       len, (unsigned long long)w, (unsigned long long)sv);
+    if (w + sv < room)
+        return lh_fail(LH_ERR_FORMAT, "compressed allreduce state: %llu trailing bytes",
+                       (unsigned long long)(room - w - sv));
+    uint32_t want = get32(s + len - 4), got = lh_crc32c(0, s, len - 4);
+    if (want != got)
+        return lh_fail(LH_ERR_CORRUPT,
+                       "compressed allreduce state: CRC-32C mismatch (stored %08x, computed %08x)", want,
+                       got);
+    info->n = get64(s + 8);
+    info->ranks = get32(s + 16);
+    info->rank = get32(s + 20);
+    info->block_offset = get64(s + 24);
+    info->block_count = get64(s + 32);
+    if (info->ranks == 0 || info->rank >= info->ranks)
+        return lh_fail(LH_ERR_FORMAT, "compressed allreduce state: rank %u of a group of %u", info->rank,
+                       info->ranks);
+    if (info->block_offset > info->n || info->block_count > info->n - info->block_offset)
+        return lh_fail(LH_ERR_FORMAT, "compressed allreduce state: block [%llu, +%llu) outside %llu values",
+                       (unsigned long long)info->block_offset, (unsigned long long)info->block_count,
+                       (unsigned long long)info->n);
+    info->worker = s + CR_STATE_HEADER;
+    info->worker_bytes = (size_t)w;
+    info->server = s + CR_STATE_HEADER + w;
+    info->server_bytes = (size_t)sv;
+    return LH_OK;
+}
+
+lh_status lh_callreduce_load_state(lh_callreduce *a, const void *src, size_t len)
+{
+    if (!a) return lh_fail(LH_ERR_INVALID_ARG, "compressed allreduce load state: NULL allreduce");
+    lh_callreduce_state_info in;
+    lh_status st = lh_callreduce_state_peek(src, len, &in);
+    if (st) return st;
+    if (in.n != a->n || in.ranks != (uint32_t)a->size || in.rank != (uint32_t)a->rank)
+        return lh_fail(
+            LH_ERR_MISMATCH,
+            "compressed allreduce state: saved by rank %u of %u over %llu values, this is rank %d of %d "
+            "over %zu",
+            in.rank, in.ranks, (unsigned long long)in.n, a->rank, a->size, a->n);
+    if (in.block_offset != a->off[a->rank] || in.block_count != a->cnt[a->rank])
+        return lh_fail(LH_ERR_MISMATCH,
+                       "compressed allreduce state: block [%llu, +%llu), this rank owns [%zu, +%zu)",
+                       (unsigned long long)in.block_offset, (unsigned long long)in.block_count,
+                       a->off[a->rank], a->cnt[a->rank]);
+    st = lh_grad_check_state(a->worker, in.worker, in.worker_bytes);
+    if (st) return lh_fail_prefix(st, "compressed allreduce state: worker residual");
+    st = lh_grad_check_state(a->server, in.server, in.server_bytes);
+    if (st) return lh_fail_prefix(st, "compressed allreduce state: server residual");
+    st = lh_grad_load_state(a->worker, in.worker, in.worker_bytes);
+    if (!st) st = lh_grad_load_state(a->server, in.server, in.server_bytes);
+    return st ? lh_fail_prefix(st, "compressed allreduce state") : LH_OK;
 }

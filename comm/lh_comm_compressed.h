@@ -74,6 +74,44 @@ const float *lh_callreduce_server_residual(const lh_callreduce *a, size_t *offse
 /** G: the widest gap between adjacent levels of the grid, in units of the scale. */
 double lh_callreduce_max_gap(const lh_quant_params *p);
 
+/*
+ * Residual state, for checkpoints ("LHCS", docs/formats.md): this rank's
+ * worker and server residuals (two gradient-codec states, "LHGS") with the
+ * group size, rank and block they belong to.  Each rank saves and loads its
+ * own; nothing here is collective.  A rank that reloads the state of the same
+ * rank of a group of the same size over the same n runs the next
+ * lh_callreduce_run exactly as the one that saved it.
+ */
+
+/** Exact size of the state lh_callreduce_save_state writes; 0 if a is NULL. */
+size_t lh_callreduce_state_bytes(const lh_callreduce *a);
+
+/** Write this rank's residual state into dst (capacity dst_cap; LH_ERR_CAPACITY if too small). */
+lh_status lh_callreduce_save_state(const lh_callreduce *a, void *dst, size_t dst_cap, size_t *dst_len);
+
+/** What an LHCS state says about itself (pointers into the state passed to lh_callreduce_state_peek). */
+typedef struct lh_callreduce_state_info {
+    uint64_t n;                         /* gradient length */
+    uint32_t ranks, rank;               /* group size and the rank that saved it */
+    uint64_t block_offset, block_count; /* that rank's block */
+    const uint8_t *worker, *server;     /* the two LHGS states */
+    size_t worker_bytes, server_bytes;
+} lh_callreduce_state_info;
+
+/**
+ * Read and validate the frame of an LHCS state (header, sizes, CRC-32C; not
+ * the nested LHGS states, which need a codec): no allreduce needed.
+ */
+lh_status lh_callreduce_state_peek(const void *src, size_t src_len, lh_callreduce_state_info *info);
+
+/**
+ * Replace this rank's residuals by a saved state.  The gradient length, group
+ * size, rank and block must be this allreduce's (LH_ERR_MISMATCH naming
+ * both); both residual states are validated before either is applied, so on
+ * failure nothing changes.
+ */
+lh_status lh_callreduce_load_state(lh_callreduce *a, const void *src, size_t src_len);
+
 #ifdef __cplusplus
 }
 #endif

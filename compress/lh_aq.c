@@ -59,6 +59,8 @@ struct lh_aq_codec {
     lh_quant_ctx *ctx_delta, *ctx_full;
     float *scales; /* growable: scale and inverse scale per group */
     size_t scales_cap;
+    double *sumsq; /* growable: per-group sums of squares (quant.clip_rms > 0 only) */
+    size_t sumsq_cap;
     uint8_t *mode; /* growable per-call scratch */
     float *work;   /* int8 storage: the delta samples' m expanded to fp32 while they are updated */
     size_t work_cap;
@@ -211,6 +213,7 @@ void lh_aq_free(lh_aq_codec *c)
     lh_quant_ctx_free(c->ctx_delta);
     lh_quant_ctx_free(c->ctx_full);
     free(c->scales);
+    free(c->sumsq);
     free(c->mode);
     free(c->sorted);
     free(c->work);
@@ -338,6 +341,12 @@ static lh_status grow_scratch(lh_aq_codec *c, size_t n, size_t ns)
         if (!p) return lh_fail(LH_ERR_NOMEM, "aq: out of memory for scales");
         c->scales = p;
         c->scales_cap = 2 * ns;
+    }
+    if (c->cfg.quant.clip_rms > 0.0f && ns > c->sumsq_cap) {
+        double *p = realloc(c->sumsq, ns * sizeof(double));
+        if (!p) return lh_fail(LH_ERR_NOMEM, "aq: out of memory for sums of squares");
+        c->sumsq = p;
+        c->sumsq_cap = ns;
     }
     if (n > c->scratch_cap) {
         uint8_t *m = realloc(c->mode, n);
@@ -503,11 +512,13 @@ lh_status lh_aq_encode(lh_aq_codec *c, const float *act, const uint64_t *ids, si
     size_t off = AQ_HEADER + AQ_RECORD * n;
 
     if (n_delta) {
-        /* scales over the delta samples */
+        /* scales over the delta samples (with clipping: and the sums of squares of the deltas) */
         size_t ns = n_scales_for(c, n_delta);
         float *scale = c->scales, *inv = c->scales + ns;
+        double *ss = q->clip_rms > 0.0f ? c->sumsq : NULL;
         int bad = 0;
         memset(scale, 0, ns * sizeof(float));
+        if (ss) memset(ss, 0, ns * sizeof(double));
         if ((st = grow_work(c, n_delta))) return st;
         size_t d = 0;
         for (size_t s = 0; s < n; s++) {
@@ -516,23 +527,28 @@ lh_status lh_aq_encode(lh_aq_codec *c, const float *act, const uint64_t *ids, si
             if (c->cfg.storage == LH_AQ_STORE_INT8) i8_load(c, ids[s], c->work + d * E);
             lhq_ref m = entry_ref(c, ids[s], d);
             if (q->grouping == LH_GROUP_CHANNEL) {
-                bad |= lhq_absmax_cols(a, m, R, C, scale);
+                bad |= ss ? lhq_absmax_sumsq_cols(a, m, R, C, scale, ss) : lhq_absmax_cols(a, m, R, C, scale);
             } else if (q->grouping == LH_GROUP_TENSOR) {
                 float v;
-                bad |= lhq_absmax(a, m, E, &v);
+                double v2 = 0.0;
+                bad |= ss ? lhq_absmax_sumsq(a, m, E, &v, &v2) : lhq_absmax(a, m, E, &v);
                 if (v > scale[0]) scale[0] = v;
+                if (ss) ss[0] += v2; /* samples in order */
             } else {
                 size_t G = q->group_size;
                 for (size_t g = 0; g < E / G; g++) {
                     lhq_ref mg = m;
                     if (m.f32) mg.f32 += g * G;
                     if (m.f16) mg.f16 += g * G;
-                    bad |= lhq_absmax(a + g * G, mg, G, &scale[d * (E / G) + g]);
+                    size_t k = d * (E / G) + g;
+                    bad |= ss ? lhq_absmax_sumsq(a + g * G, mg, G, &scale[k], &ss[k])
+                              : lhq_absmax(a + g * G, mg, G, &scale[k]);
                 }
             }
             d++;
         }
         if (bad) return lh_fail(LH_ERR_INVALID_ARG, "aq encode: activation delta has NaN or Inf");
+        if (ss) lhq_clip_scales(scale, ss, ns, q->grouping, q->group_size, n_delta * R, C, q->clip_rms);
         uint8_t *frame = dst + off, *payload = frame + LH_QUANT_HEADER_BYTES;
         size_t sbytes = q->scale_type == LH_SCALE_FP16 ? 2 : 4;
         for (size_t g = 0; g < ns; g++) {
@@ -541,6 +557,7 @@ lh_status lh_aq_encode(lh_aq_codec *c, const float *act, const uint64_t *ids, si
             inv[g] = lh_qm_inv_scale(scale[g]);
         }
         lhq_tab t = lhq_tab_get(q->grid, q->bits);
+        t.big_u = q->clip_rms > 0.0f; /* deltas beyond a clipped scale: |u| > 1 */
         uint8_t *packed = payload + ns * sbytes;
         size_t sample_bytes = E * (size_t)q->bits / 8;
         uint8_t codes[LHQ_BLOCK];
@@ -831,5 +848,182 @@ lh_status lh_aq_entry_raw(lh_aq_codec *c, uint64_t id, void **data, size_t *byte
     if (st) return st;
     *data = entry(c, id);
     *bytes = c->entry_bytes;
+    return LH_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/*
+ * Cache state for checkpoints (layout in docs/formats.md, "AQ-SGD cache
+ * state"): the entries of every sample with a cache entry, as stored, so a
+ * reloaded codec continues bit for bit.  Only what gives the bytes their
+ * meaning must match on load (storage, sample shape, id range); the quantizer
+ * parameters and seed do not, since m(sample) is valid whatever quantized it.
+ * Loading validates everything, the CRC included, before changing anything.
+ */
+
+#define AQ_STATE_MAGIC   "LHAS"
+#define AQ_STATE_VERSION 1
+#define AQ_STATE_HEADER  48
+
+static const char *storage_name(uint32_t s)
+{
+    return s == LH_AQ_STORE_FP32   ? "fp32"
+           : s == LH_AQ_STORE_FP16 ? "fp16"
+           : s == LH_AQ_STORE_INT8 ? "int8"
+                                   : "unknown";
+}
+
+static size_t seen_bytes(const lh_aq_codec *c)
+{
+    return (size_t)((c->cfg.max_samples + 7) / 8);
+}
+
+static uint64_t seen_count(const lh_aq_codec *c)
+{
+    uint64_t n = 0;
+    size_t nb = seen_bytes(c);
+    for (size_t i = 0; i < nb; i++) {
+        unsigned b = c->seen[i];
+        if (i == nb - 1 && c->cfg.max_samples % 8) b &= (1u << (c->cfg.max_samples % 8)) - 1u;
+        n += (uint64_t)__builtin_popcount(b);
+    }
+    return n;
+}
+
+size_t lh_aq_state_bytes(const lh_aq_codec *c)
+{
+    if (!c) return 0;
+    return AQ_STATE_HEADER + (size_t)seen_count(c) * (8 + c->entry_bytes) + 4;
+}
+
+lh_status lh_aq_save_state(const lh_aq_codec *c, void *dst_v, size_t dst_cap, size_t *dst_len)
+{
+    uint8_t *dst = dst_v;
+    if (dst_len) *dst_len = 0;
+    if (!c || !dst || !dst_len) return lh_fail(LH_ERR_INVALID_ARG, "aq save state: NULL argument");
+    uint64_t n = seen_count(c);
+    size_t need = AQ_STATE_HEADER + (size_t)n * (8 + c->entry_bytes) + 4;
+    if (dst_cap < need)
+        return lh_fail(LH_ERR_CAPACITY, "aq save state: destination holds %zu bytes, %zu needed", dst_cap,
+                       need);
+    memset(dst, 0, AQ_STATE_HEADER);
+    memcpy(dst, AQ_STATE_MAGIC, 4);
+    lhq_put32(dst + 4, AQ_STATE_VERSION);
+    lhq_put32(dst + 8, AQ_STATE_HEADER);
+    lhq_put32(dst + 12, (uint32_t)c->cfg.storage);
+    lhq_put64(dst + 16, c->cfg.sample_rows);
+    lhq_put64(dst + 24, c->cfg.channels);
+    lhq_put64(dst + 32, c->cfg.max_samples);
+    lhq_put64(dst + 40, n);
+    size_t off = AQ_STATE_HEADER;
+    for (uint64_t id = 0; id < c->cfg.max_samples; id++) {
+        if (!c->seen[id / 8]) { /* skip empty bytes of the bitmap */
+            id |= 7;
+            continue;
+        }
+        if (!seen_get(c, id)) continue;
+        lhq_put64(dst + off, id);
+        memcpy(dst + off + 8, entry(c, id), c->entry_bytes);
+        off += 8 + c->entry_bytes;
+    }
+    lhq_put32(dst + off, lh_crc32c(0, dst, off));
+    *dst_len = off + 4;
+    return LH_OK;
+}
+
+/* Whether a stored entry holds only finite values (fp32 / fp16 values, int8 row scales). */
+static int entry_finite(const lh_aq_codec *c, const uint8_t *e)
+{
+    if (c->cfg.storage == LH_AQ_STORE_FP16) {
+        for (size_t i = 0; i < c->elems; i++)
+            if ((e[2 * i + 1] & 0x7c) == 0x7c) return 0; /* exponent all ones: Inf or NaN */
+        return 1;
+    }
+    size_t first = c->cfg.storage == LH_AQ_STORE_INT8 ? c->elems : 0;
+    size_t count = c->cfg.storage == LH_AQ_STORE_INT8 ? c->cfg.sample_rows : c->elems;
+    for (size_t i = 0; i < count; i++) {
+        float v;
+        memcpy(&v, e + first + 4 * i, 4);
+        if (!isfinite(v) || (first && v < 0.0f)) return 0;
+    }
+    return 1;
+}
+
+/* Validate a state for this codec; *n_out: its entry count. */
+static lh_status aq_state_check(const lh_aq_codec *c, const uint8_t *s, size_t len, uint64_t *n_out)
+{
+    if (!s || len < AQ_STATE_HEADER + 4)
+        return lh_fail(LH_ERR_TRUNCATED, "aq state: %zu bytes, shorter than the %d-byte minimum", len,
+                       AQ_STATE_HEADER + 4);
+    if (memcmp(s, AQ_STATE_MAGIC, 4) != 0)
+        return lh_fail(LH_ERR_FORMAT, "aq state: bad magic (not an AQ-SGD cache state)");
+    if (lhq_get32(s + 4) != AQ_STATE_VERSION)
+        return lh_fail(LH_ERR_UNSUPPORTED, "aq state: version %u, this build reads %d", lhq_get32(s + 4),
+                       AQ_STATE_VERSION);
+    if (lhq_get32(s + 8) != AQ_STATE_HEADER)
+        return lh_fail(LH_ERR_FORMAT, "aq state: header of %u bytes, expected %d", lhq_get32(s + 8),
+                       AQ_STATE_HEADER);
+    uint32_t storage = lhq_get32(s + 12);
+    if (storage != (uint32_t)c->cfg.storage)
+        return lh_fail(LH_ERR_MISMATCH, "aq state: saved from a cache stored as %s (%u), this one is %s",
+                       storage_name(storage), storage, storage_name((uint32_t)c->cfg.storage));
+    uint64_t rows = lhq_get64(s + 16), cols = lhq_get64(s + 24), max = lhq_get64(s + 32),
+             n = lhq_get64(s + 40);
+    if (rows != c->cfg.sample_rows || cols != c->cfg.channels)
+        return lh_fail(LH_ERR_MISMATCH, "aq state: samples of %llu x %llu values, this cache holds %zu x %zu",
+                       (unsigned long long)rows, (unsigned long long)cols, c->cfg.sample_rows,
+                       c->cfg.channels);
+    if (max != c->cfg.max_samples)
+        return lh_fail(LH_ERR_MISMATCH, "aq state: sample ids 0..%llu, this cache has max_samples %llu",
+                       (unsigned long long)(max ? max - 1 : 0), (unsigned long long)c->cfg.max_samples);
+    if (n > max)
+        return lh_fail(LH_ERR_FORMAT, "aq state: %llu entries for %llu samples", (unsigned long long)n,
+                       (unsigned long long)max);
+    size_t need = AQ_STATE_HEADER + (size_t)n * (8 + c->entry_bytes) + 4; /* n <= max_samples: no overflow */
+    if (len < need)
+        return lh_fail(LH_ERR_TRUNCATED, "aq state: %zu bytes, %llu entries of %zu bytes need %zu", len,
+                       (unsigned long long)n, c->entry_bytes, need);
+    if (len > need) return lh_fail(LH_ERR_FORMAT, "aq state: %zu trailing bytes", len - need);
+    uint32_t want = lhq_get32(s + need - 4), got = lh_crc32c(0, s, need - 4);
+    if (want != got)
+        return lh_fail(LH_ERR_CORRUPT, "aq state: CRC-32C mismatch (stored %08x, computed %08x)", want, got);
+    const uint8_t *rec = s + AQ_STATE_HEADER;
+    for (uint64_t i = 0; i < n; i++, rec += 8 + c->entry_bytes) {
+        uint64_t id = lhq_get64(rec);
+        if (id >= max)
+            return lh_fail(LH_ERR_FORMAT,
+                           "aq state: entry %llu: sample id %llu out of range (max_samples %llu)",
+                           (unsigned long long)i, (unsigned long long)id, (unsigned long long)max);
+        if (i && id <= lhq_get64(rec - 8 - c->entry_bytes))
+            return lh_fail(LH_ERR_FORMAT, "aq state: entry %llu: sample ids not strictly ascending",
+                           (unsigned long long)i);
+        if (!entry_finite(c, rec + 8))
+            return lh_fail(LH_ERR_FORMAT, "aq state: the entry of sample %llu holds a non-finite value",
+                           (unsigned long long)id);
+    }
+    *n_out = n;
+    return LH_OK;
+}
+
+lh_status lh_aq_check_state(const lh_aq_codec *c, const void *src, size_t src_len)
+{
+    if (!c) return lh_fail(LH_ERR_INVALID_ARG, "aq check state: NULL codec");
+    uint64_t n;
+    return aq_state_check(c, src, src_len, &n);
+}
+
+lh_status lh_aq_load_state(lh_aq_codec *c, const void *src, size_t src_len)
+{
+    if (!c) return lh_fail(LH_ERR_INVALID_ARG, "aq load state: NULL codec");
+    uint64_t n;
+    lh_status st = aq_state_check(c, src, src_len, &n);
+    if (st) return st;
+    memset(c->seen, 0, seen_bytes(c));
+    const uint8_t *rec = (const uint8_t *)src + AQ_STATE_HEADER;
+    for (uint64_t i = 0; i < n; i++, rec += 8 + c->entry_bytes) {
+        uint64_t id = lhq_get64(rec);
+        memcpy(entry(c, id), rec + 8, c->entry_bytes);
+        seen_set(c, id, 1);
+    }
     return LH_OK;
 }

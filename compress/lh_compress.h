@@ -61,6 +61,13 @@
  * Shapes: a tensor is (rows, cols) row-major, channel fastest; a per-channel
  * scale is the absmax over rows of one column.  Everything is single-threaded
  * and reentrant; contexts are not shared between threads.
+ *
+ * Scale clipping (clip_rms > 0, encoder only).  A group's scale is normally
+ * its absmax, so at 2..3 bits a few outliers stretch the grid and most values
+ * fall on the inner levels.  With clip_rms = k the scale is
+ * min(absmax, k * sqrt(mean of squares of the group)) (then rounded up to fp16
+ * as usual); values beyond it saturate to the outer levels.  The decoder does
+ * not know or care (value = level * scale), so the wire format is unchanged.
  */
 #ifndef LH_COMPRESS_H
 #define LH_COMPRESS_H
@@ -107,6 +114,7 @@ typedef struct lh_quant_params {
     lh_scale_type scale_type; /* fp16 scales fail on |x| > 65504: use fp32 there */
     lh_rounding rounding;
     int zstd_level; /* 0: no zstd stage; 1..22: zstd level over the payload */
+    float clip_rms; /* 0: scale = group absmax; k > 0: scale = min(absmax, k * RMS of the group) */
 } lh_quant_params;
 
 /** Key of the stochastic-rounding stream; element index is the fourth input. */
@@ -114,7 +122,7 @@ typedef struct lh_sr_key {
     uint64_t seed, sample, step;
 } lh_sr_key;
 
-/** Normal grid, per-channel fp16 scales, round to nearest, no zstd, at `bits`. */
+/** Normal grid, per-channel fp16 scales, round to nearest, no zstd, no clipping, at `bits`. */
 lh_quant_params lh_quant_params_default(int bits);
 
 /** Check a parameter set; LH_ERR_INVALID_ARG naming the bad field. */
@@ -270,6 +278,35 @@ lh_status lh_aq_sync(lh_aq_codec *c);
 /** Bytes of memory (or file) the cache uses per sample entry. */
 size_t lh_aq_entry_bytes(const lh_aq_codec *c);
 
+/*
+ * Cache state, for checkpoints ("LHAS", docs/formats.md): every entry this
+ * side holds, as stored (any storage mode), so a codec that reloads it
+ * encodes or decodes the next message exactly as the one that saved it.  On
+ * load the storage, sample shape and max_samples must equal the codec's
+ * (LH_ERR_MISMATCH); quantizer parameters and seed need not, since the cached
+ * values are valid whatever quantized them.
+ */
+
+/** Exact size of the state lh_aq_save_state writes now (it grows as samples are seen); 0 if c is NULL. */
+size_t lh_aq_state_bytes(const lh_aq_codec *c);
+
+/** Write the state into dst (capacity dst_cap, LH_ERR_CAPACITY if below lh_aq_state_bytes). */
+lh_status lh_aq_save_state(const lh_aq_codec *c, void *dst, size_t dst_cap, size_t *dst_len);
+
+/**
+ * Validate a state for this codec without applying it: header, config match,
+ * exact size, CRC-32C, ids ascending and in range, finite values.  Fails with
+ * LH_ERR_TRUNCATED / LH_ERR_FORMAT / LH_ERR_UNSUPPORTED (version) /
+ * LH_ERR_MISMATCH / LH_ERR_CORRUPT (CRC) and a message saying what is wrong.
+ */
+lh_status lh_aq_check_state(const lh_aq_codec *c, const void *src, size_t src_len);
+
+/**
+ * Replace this side's cache by a saved state: validated as lh_aq_check_state
+ * first; on failure nothing changes.  Entries not in the state are forgotten.
+ */
+lh_status lh_aq_load_state(lh_aq_codec *c, const void *src, size_t src_len);
+
 /* ------------------------------------------------------------------------ */
 /* Gradient codec with error feedback (data-parallel path).                  */
 
@@ -300,8 +337,30 @@ lh_status lh_grad_encode(lh_grad_codec *g, const float *grad, uint64_t step, voi
 /** The error-feedback residual (n values). */
 const float *lh_grad_residual(const lh_grad_codec *g);
 
-/** Zero the residual (e.g. after a checkpoint restore). */
+/** Zero the residual (e.g. when a checkpoint holds none to restore). */
 void lh_grad_reset(lh_grad_codec *g);
+
+/*
+ * Residual state, for checkpoints ("LHGS", docs/formats.md): the n residual
+ * values, so a codec that reloads it encodes the next gradient exactly as the
+ * one that saved it.  On load n must equal the codec's (LH_ERR_MISMATCH).
+ */
+
+/** Exact size of the state lh_grad_save_state writes (16 + 4n + 4 bytes); 0 if g is NULL. */
+size_t lh_grad_state_bytes(const lh_grad_codec *g);
+
+/** Write the state into dst (capacity dst_cap, LH_ERR_CAPACITY if below lh_grad_state_bytes). */
+lh_status lh_grad_save_state(const lh_grad_codec *g, void *dst, size_t dst_cap, size_t *dst_len);
+
+/**
+ * Validate a state for this codec without applying it: header, n, exact size,
+ * CRC-32C, finite values (LH_ERR_TRUNCATED / FORMAT / UNSUPPORTED / MISMATCH /
+ * CORRUPT with a message).
+ */
+lh_status lh_grad_check_state(const lh_grad_codec *g, const void *src, size_t src_len);
+
+/** Replace the residual by a saved state, validated first; on failure nothing changes. */
+lh_status lh_grad_load_state(lh_grad_codec *g, const void *src, size_t src_len);
 
 /* ------------------------------------------------------------------------ */
 /* CUDA hot paths (device pointers).  Without a CUDA build or device they    */
@@ -314,20 +373,24 @@ int lh_compress_cuda_available(void);
  * AQ-SGD sender hot path on the device, for n_samples samples of
  * sample_rows x channels fp32 values (d_act and the cache rows d_m, both
  * contiguous n_samples x sample_rows x channels): delta = act - m; per-channel
- * absmax over all rows -> d_scales[channels] holds the scale actually used (an
- * fp16 value when scale_type is LH_SCALE_FP16, so the host can write the frame
- * in either format); codes packed into d_codes exactly as the CPU frame
+ * absmax over all rows, clipped to clip_rms * RMS of the column when clip_rms
+ * > 0 (lh_quant_params.clip_rms; the sum of squares is accumulated in the CPU
+ * encoder's order, so the scales match it bit for bit) -> d_scales[channels]
+ * holds the scale actually used (an fp16 value when scale_type is
+ * LH_SCALE_FP16, so the host can write the frame in either format); codes
+ * packed into d_codes exactly as the CPU frame
  * payload (lh_pack_bytes(n_samples*sample_rows*channels, bits) bytes); then
  * m += deQ(codes).  d_ids (device, n_samples ids) selects stochastic rounding
  * keyed by (seed, id, step) and element index within the sample, as on the
  * CPU; NULL rounds to nearest.  Requires sample_rows*channels % 8 == 0.
- * Returns LH_ERR_INVALID_ARG for NaN/Inf deltas or an fp16 scale overflow
- * (checked on the host after the absmax kernel; nothing is updated then).
+ * Returns LH_ERR_INVALID_ARG for NaN/Inf deltas, an fp16 scale overflow
+ * (checked on the host after the absmax kernel; nothing is updated then) or a
+ * negative / non-finite clip_rms.
  */
 lh_status lh_compress_cuda_aq_encode(const float *d_act, float *d_m, size_t n_samples, size_t sample_rows,
                                      size_t channels, int bits, lh_grid grid, lh_scale_type scale_type,
-                                     const uint64_t *d_ids, uint64_t seed, uint64_t step, float *d_scales,
-                                     uint8_t *d_codes, void *stream);
+                                     float clip_rms, const uint64_t *d_ids, uint64_t seed, uint64_t step,
+                                     float *d_scales, uint8_t *d_codes, void *stream);
 
 /** AQ-SGD receiver hot path: m += deQ(codes, scales); d_act_out = new m (may be NULL). */
 lh_status lh_compress_cuda_aq_decode(const uint8_t *d_codes, const float *d_scales, float *d_m,

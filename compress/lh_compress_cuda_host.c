@@ -13,8 +13,8 @@ int lh_compress_cuda_available(void)
 
 lh_status lh_compress_cuda_aq_encode(const float *d_act, float *d_m, size_t n_samples, size_t sample_rows,
                                      size_t channels, int bits, lh_grid grid, lh_scale_type scale_type,
-                                     const uint64_t *d_ids, uint64_t seed, uint64_t step, float *d_scales,
-                                     uint8_t *d_codes, void *stream)
+                                     float clip_rms, const uint64_t *d_ids, uint64_t seed, uint64_t step,
+                                     float *d_scales, uint8_t *d_codes, void *stream)
 {
     return lh_fail(LH_ERR_UNSUPPORTED,
                    "compress: this build has no CUDA kernels (configure with LONGHAUL_CUDA=ON)");

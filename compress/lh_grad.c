@@ -7,11 +7,15 @@
  * encoder from the codes it just produced (same kernels as the decoder), so
  * the residual is exactly what the receivers did not get.  Ranges let comm/
  * compress each chunk of a reduce-scatter separately; each range keeps its own
- * slice of the residual.
+ * slice of the residual.  With scale clipping (params.clip_rms > 0) the part
+ * of an outlier beyond the clipped scale is not lost either: it stays in the
+ * residual and goes out over the following steps.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lh_io.h"
 #include "lh_quant_internal.h"
 
 struct lh_grad_codec {
@@ -98,4 +102,85 @@ const float *lh_grad_residual(const lh_grad_codec *g)
 void lh_grad_reset(lh_grad_codec *g)
 {
     memset(g->residual, 0, g->n * sizeof(float));
+}
+
+/*
+ * Residual state for checkpoints (docs/formats.md, "gradient residual
+ * state"): "LHGS", u32 version, u64 n, n fp32 values, CRC-32C of all before.
+ */
+
+#define GRAD_STATE_MAGIC   "LHGS"
+#define GRAD_STATE_VERSION 1
+#define GRAD_STATE_HEADER  16
+
+size_t lh_grad_state_bytes(const lh_grad_codec *g)
+{
+    return g ? GRAD_STATE_HEADER + 4 * g->n + 4 : 0;
+}
+
+lh_status lh_grad_save_state(const lh_grad_codec *g, void *dst_v, size_t dst_cap, size_t *dst_len)
+{
+    uint8_t *dst = dst_v;
+    if (dst_len) *dst_len = 0;
+    if (!g || !dst || !dst_len) return lh_fail(LH_ERR_INVALID_ARG, "grad save state: NULL argument");
+    size_t need = lh_grad_state_bytes(g);
+    if (dst_cap < need)
+        return lh_fail(LH_ERR_CAPACITY, "grad save state: destination holds %zu bytes, %zu needed", dst_cap,
+                       need);
+    memcpy(dst, GRAD_STATE_MAGIC, 4);
+    lhq_put32(dst + 4, GRAD_STATE_VERSION);
+    lhq_put64(dst + 8, g->n);
+    for (size_t i = 0; i < g->n; i++) {
+        uint32_t u;
+        memcpy(&u, &g->residual[i], 4);
+        lhq_put32(dst + GRAD_STATE_HEADER + 4 * i, u);
+    }
+    lhq_put32(dst + need - 4, lh_crc32c(0, dst, need - 4));
+    *dst_len = need;
+    return LH_OK;
+}
+
+lh_status lh_grad_check_state(const lh_grad_codec *g, const void *src, size_t len)
+{
+    const uint8_t *s = src;
+    if (!g) return lh_fail(LH_ERR_INVALID_ARG, "grad state: NULL codec");
+    if (!s || len < GRAD_STATE_HEADER + 4)
+        return lh_fail(LH_ERR_TRUNCATED, "grad state: %zu bytes, shorter than the %d-byte minimum", len,
+                       GRAD_STATE_HEADER + 4);
+    if (memcmp(s, GRAD_STATE_MAGIC, 4) != 0)
+        return lh_fail(LH_ERR_FORMAT, "grad state: bad magic (not a gradient residual state)");
+    if (lhq_get32(s + 4) != GRAD_STATE_VERSION)
+        return lh_fail(LH_ERR_UNSUPPORTED, "grad state: version %u, this build reads %d", lhq_get32(s + 4),
+                       GRAD_STATE_VERSION);
+    uint64_t n = lhq_get64(s + 8);
+    if (n != g->n)
+        return lh_fail(LH_ERR_MISMATCH, "grad state: residual of %llu values, this codec has %zu",
+                       (unsigned long long)n, g->n);
+    size_t need = lh_grad_state_bytes(g);
+    if (len < need)
+        return lh_fail(LH_ERR_TRUNCATED, "grad state: %zu bytes, %zu values need %zu", len, g->n, need);
+    if (len > need) return lh_fail(LH_ERR_FORMAT, "grad state: %zu trailing bytes", len - need);
+    uint32_t want = lhq_get32(s + need - 4), got = lh_crc32c(0, s, need - 4);
+    if (want != got)
+        return lh_fail(LH_ERR_CORRUPT, "grad state: CRC-32C mismatch (stored %08x, computed %08x)", want,
+                       got);
+    for (size_t i = 0; i < g->n; i++) {
+        uint32_t u = lhq_get32(s + GRAD_STATE_HEADER + 4 * i);
+        float v;
+        memcpy(&v, &u, 4);
+        if (!isfinite(v)) return lh_fail(LH_ERR_FORMAT, "grad state: residual value %zu is not finite", i);
+    }
+    return LH_OK;
+}
+
+lh_status lh_grad_load_state(lh_grad_codec *g, const void *src, size_t len)
+{
+    lh_status st = lh_grad_check_state(g, src, len);
+    if (st) return st;
+    const uint8_t *s = src;
+    for (size_t i = 0; i < g->n; i++) {
+        uint32_t u = lhq_get32(s + GRAD_STATE_HEADER + 4 * i);
+        memcpy(&g->residual[i], &u, 4);
+    }
+    return LH_OK;
 }

@@ -25,6 +25,8 @@ struct lh_quant_ctx {
     size_t bytes_cap;
     float *scales; /* decoded scales */
     size_t scales_cap;
+    double *sumsq; /* encoder, scale clipping: sum of squares per group */
+    size_t sumsq_cap;
 };
 
 lh_status lh_quant_ctx_create(lh_quant_ctx **out)
@@ -43,6 +45,7 @@ void lh_quant_ctx_free(lh_quant_ctx *c)
     ZSTD_freeDCtx(c->dctx);
     free(c->bytes);
     free(c->scales);
+    free(c->sumsq);
     free(c);
 }
 
@@ -66,6 +69,16 @@ static lh_status ctx_scales(lh_quant_ctx *c, size_t n)
     return LH_OK;
 }
 
+static lh_status ctx_sumsq(lh_quant_ctx *c, size_t n)
+{
+    if (n <= c->sumsq_cap) return LH_OK;
+    double *p = realloc(c->sumsq, n * sizeof *p);
+    if (!p) return lh_fail(LH_ERR_NOMEM, "compress: cannot allocate %zu sums of squares", n);
+    c->sumsq = p;
+    c->sumsq_cap = n;
+    return LH_OK;
+}
+
 /* ---- parameters ------------------------------------------------------------ */
 
 lh_quant_params lh_quant_params_default(int bits)
@@ -77,6 +90,7 @@ lh_quant_params lh_quant_params_default(int bits)
     p.grouping = LH_GROUP_CHANNEL;
     p.scale_type = LH_SCALE_FP16;
     p.rounding = LH_ROUND_NEAREST;
+    p.clip_rms = 0.0f; /* scale = absmax */
     return p;
 }
 
@@ -98,6 +112,11 @@ lh_status lh_quant_params_check(const lh_quant_params *p)
     if (p->zstd_level < 0 || p->zstd_level > ZSTD_maxCLevel())
         return lh_fail(LH_ERR_INVALID_ARG, "quant params: zstd_level must be 0..%d, got %d", ZSTD_maxCLevel(),
                        p->zstd_level);
+    if (!(p->clip_rms >= 0.0f && p->clip_rms <= 3.4028235e38f))
+        return lh_fail(LH_ERR_INVALID_ARG,
+                       "quant params: clip_rms must be 0 (scale = absmax) or a finite k > 0 "
+                       "(scale = min(absmax, k * RMS)), got %g",
+                       (double)p->clip_rms);
     return LH_OK;
 }
 
@@ -139,7 +158,7 @@ lh_status lhq_make_scale(float absmax, lh_scale_type st, uint8_t *dst, float *sc
     if (st == LH_SCALE_FP16) {
         if (absmax > 65504.0f)
             return lh_fail(LH_ERR_INVALID_ARG,
-                           "quantize: absmax %g exceeds the fp16 scale range (65504); use fp32 scales",
+                           "quantize: group scale %g exceeds the fp16 scale range (65504); use fp32 scales",
                            absmax);
         uint16_t h = lh_qm_half_scale_up(absmax);
         dst[0] = (uint8_t)h;
@@ -371,21 +390,33 @@ lh_status lhq_encode(lh_quant_ctx *ctx, const lh_quant_params *p, const float *x
     if ((st = ctx_scales(ctx, 2 * ns))) return st;
     float *scale = ctx->scales, *inv = ctx->scales + ns;
 
-    /* scales */
+    /* scales: absmax per group, and with clipping the sums of squares in the same pass */
     int bad;
+    double *ss = NULL;
+    if (p->clip_rms > 0.0f) {
+        if ((st = ctx_sumsq(ctx, ns))) return st;
+        ss = ctx->sumsq;
+    }
     if (p->grouping == LH_GROUP_CHANNEL) {
         memset(scale, 0, ns * sizeof(float));
-        bad = lhq_absmax_cols(x, noref, rows, cols, scale);
+        if (ss) {
+            memset(ss, 0, ns * sizeof(double));
+            bad = lhq_absmax_sumsq_cols(x, noref, rows, cols, scale, ss);
+        } else {
+            bad = lhq_absmax_cols(x, noref, rows, cols, scale);
+        }
     } else if (p->grouping == LH_GROUP_TENSOR) {
-        bad = lhq_absmax(x, noref, n, &scale[0]);
+        bad = ss ? lhq_absmax_sumsq(x, noref, n, &scale[0], &ss[0]) : lhq_absmax(x, noref, n, &scale[0]);
     } else {
         bad = 0;
         for (size_t g = 0; g < ns; g++) {
             size_t a = g * p->group_size, len = n - a < p->group_size ? n - a : p->group_size;
-            bad |= lhq_absmax(x + a, noref, len, &scale[g]);
+            bad |= ss ? lhq_absmax_sumsq(x + a, noref, len, &scale[g], &ss[g])
+                      : lhq_absmax(x + a, noref, len, &scale[g]);
         }
     }
     if (bad) return lh_fail(LH_ERR_INVALID_ARG, "quantize: input has NaN or Inf");
+    if (ss) lhq_clip_scales(scale, ss, ns, p->grouping, p->group_size, rows, cols, p->clip_rms);
     for (size_t g = 0; g < ns; g++) {
         if ((st = lhq_make_scale(scale[g], p->scale_type, payload + g * sbytes, &scale[g]))) return st;
         inv[g] = lh_qm_inv_scale(scale[g]);
@@ -393,6 +424,7 @@ lh_status lhq_encode(lh_quant_ctx *ctx, const lh_quant_params *p, const float *x
 
     /* codes, block by block */
     lhq_tab t = lhq_tab_get(p->grid, p->bits);
+    t.big_u = p->clip_rms > 0.0f; /* values beyond a clipped scale: |u| > 1 */
     uint64_t k64 = key ? lh_qm_key(key->seed, key->sample, key->step) : 0;
     const uint64_t *kp = p->rounding == LH_ROUND_STOCHASTIC ? &k64 : NULL;
     uint8_t *packed = payload + ns * sbytes;

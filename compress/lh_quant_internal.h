@@ -20,6 +20,7 @@ typedef struct lhq_tab {
     const float *levels, *mids, *invgap;
     const int16_t *thr15; /* positive Q15 thresholds (round to nearest) */
     int bits;
+    int big_u; /* 0 from lhq_tab_get; an encoder with clipped scales sets 1: |u| may be far above 1 */
 } lhq_tab;
 
 lhq_tab lhq_tab_get(lh_grid grid, int bits);
@@ -39,9 +40,26 @@ int lhq_absmax_cols(const float *x, lhq_ref m, size_t rows, size_t cols, float *
 /** max |x - m| over n values into *amax; nonzero if any value is NaN or infinite. */
 int lhq_absmax(const float *x, lhq_ref m, size_t n, float *amax);
 
+/*
+ * The same passes for scale clipping, also summing squares (lh_quant_math.h):
+ * colss[c] += sum over rows of lh_qm_sq(x - m), row after row; and *sumsq =
+ * the 8-lane sum of lh_qm_sq(x - m) over the n values (element i into lane
+ * i % 8, lanes added 0..7).  colmax / *amax and the return value are exactly
+ * those of lhq_absmax_cols / lhq_absmax.
+ */
+int lhq_absmax_sumsq_cols(const float *x, lhq_ref m, size_t rows, size_t cols, float *colmax, double *colss);
+int lhq_absmax_sumsq(const float *x, lhq_ref m, size_t n, float *amax, double *sumsq);
+
+/** Scalar twins of the two above (the reference the vector paths are tested against). */
+int lhq_absmax_sumsq_cols_scalar(const float *x, lhq_ref m, size_t rows, size_t cols, float *colmax,
+                                 double *colss);
+int lhq_absmax_sumsq_scalar(const float *x, lhq_ref m, size_t n, float *amax, double *sumsq);
+
 /**
  * codes[i] for n values u = (x - m) * inv_s[i * s_stride]; stochastic when
- * key is non-NULL, with element indices idx0 .. idx0+n-1.
+ * key is non-NULL, with element indices idx0 .. idx0+n-1.  |u| <= ~1 unless
+ * t->big_u is set (scale clipping); then values beyond +-1 saturate as the
+ * scalar rules say, whatever their size.
  */
 void lhq_codes(const float *x, lhq_ref m, const float *inv_s, int s_stride, size_t n, const lhq_tab *t,
                const uint64_t *key, uint32_t idx0, uint8_t *codes);
@@ -94,6 +112,15 @@ lh_status lhq_frame_open(lh_quant_ctx *ctx, const void *src, size_t src_len, lhq
  */
 lh_status lhq_frame_finish(lh_quant_ctx *ctx, const lh_quant_info *info, int zstd_level, uint8_t *dst,
                            size_t raw_len, size_t *frame_len);
+
+/**
+ * Scale clipping in the encoders: scale[g] = lh_qm_clip_scale(scale[g], ss[g],
+ * count of group g, k) for the ns groups of a frame of rows x cols (per
+ * channel: rows values per group; block: group_size, the last group possibly
+ * shorter; tensor: all).  Called between the absmax pass and lhq_make_scale.
+ */
+void lhq_clip_scales(float *scale, const double *ss, size_t ns, lh_grouping g, uint32_t group_size,
+                     size_t rows, size_t cols, float k);
 
 /**
  * Compute the scale of an absmax: fp16 rounds up so absmax stays representable

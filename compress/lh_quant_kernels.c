@@ -36,6 +36,7 @@ lhq_tab lhq_tab_get(lh_grid grid, int bits)
         t.thr15 = lh_tab_normal_thr15 + lh_qm_thr_offset(bits);
     }
     t.bits = bits;
+    t.big_u = 0;
     return t;
 }
 
@@ -82,9 +83,22 @@ static inline void store_codes8(uint8_t *dst, __m256i k)
 
 /* ---- absmax ------------------------------------------------------------ */
 
-int lhq_absmax_cols(const float *x, lhq_ref m, size_t rows, size_t cols, float *colmax)
+/*
+ * One pass for the scales: max |x - m| and, for scale clipping (colss /
+ * sumsq non-NULL), the sum of squares in the order lh_quant_math.h fixes.
+ * Each body is written once; `simd` and the NULL-ness of the sum pointers
+ * are constants at every call, so the plain absmax passes compile to exactly
+ * what they were before clipping existed.  The squares are exact in double
+ * and the additions happen in the same order in the vector and scalar code
+ * (per column: row after row; contiguous: lane i % 8), so the two agree to
+ * the last bit.
+ */
+static inline __attribute__((always_inline)) int absmax_cols_impl(const float *x, lhq_ref m, size_t rows,
+                                                                  size_t cols, float *colmax, double *colss,
+                                                                  int simd)
 {
     int bad = 0;
+    (void)simd;
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         lhq_ref mr = m;
@@ -92,53 +106,132 @@ int lhq_absmax_cols(const float *x, lhq_ref m, size_t rows, size_t cols, float *
         if (m.f16) mr.f16 = m.f16 + r * cols;
         size_t c = 0;
 #ifdef __AVX2__
-        const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-        const __m256 fmax = _mm256_set1_ps(3.4028235e38f);
-        __m256 notfin = _mm256_setzero_ps();
-        for (; c + 8 <= cols; c += 8) {
-            __m256 d = _mm256_sub_ps(_mm256_loadu_ps(xr + c), ref_load8(mr, c));
-            __m256 a = _mm256_and_ps(d, absmask);
-            notfin = _mm256_or_ps(notfin, _mm256_cmp_ps(a, fmax, _CMP_NLE_UQ)); /* NaN or > max */
-            _mm256_storeu_ps(colmax + c, _mm256_max_ps(_mm256_loadu_ps(colmax + c), a));
+        if (simd) {
+            const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+            const __m256 fmax = _mm256_set1_ps(3.4028235e38f);
+            __m256 notfin = _mm256_setzero_ps();
+            for (; c + 8 <= cols; c += 8) {
+                __m256 d = _mm256_sub_ps(_mm256_loadu_ps(xr + c), ref_load8(mr, c));
+                __m256 a = _mm256_and_ps(d, absmask);
+                notfin = _mm256_or_ps(notfin, _mm256_cmp_ps(a, fmax, _CMP_NLE_UQ)); /* NaN or > max */
+                _mm256_storeu_ps(colmax + c, _mm256_max_ps(_mm256_loadu_ps(colmax + c), a));
+                if (colss) {
+                    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
+                    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
+                    _mm256_storeu_pd(colss + c, _mm256_add_pd(_mm256_loadu_pd(colss + c), _mm256_mul_pd(lo, lo)));
+                    _mm256_storeu_pd(colss + c + 4,
+                                     _mm256_add_pd(_mm256_loadu_pd(colss + c + 4), _mm256_mul_pd(hi, hi)));
+                }
+            }
+            bad |= _mm256_movemask_ps(notfin);
         }
-        bad |= _mm256_movemask_ps(notfin);
 #endif
         for (; c < cols; c++) {
-            float a = fabsf(LH_FSUB(xr[c], ref_at(mr, c)));
+            float d = LH_FSUB(xr[c], ref_at(mr, c));
+            float a = fabsf(d);
             if (!(a <= 3.4028235e38f)) bad = 1;
             if (a > colmax[c]) colmax[c] = a;
+            if (colss) colss[c] = LH_DADD(colss[c], lh_qm_sq(d));
         }
     }
     return bad != 0;
 }
 
-int lhq_absmax(const float *x, lhq_ref m, size_t n, float *amax)
+static inline __attribute__((always_inline)) int absmax_impl(const float *x, lhq_ref m, size_t n, float *amax,
+                                                             double *sumsq, int simd)
 {
     float best = 0.0f;
     int bad = 0;
     size_t i = 0;
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    (void)simd;
 #ifdef __AVX2__
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    const __m256 fmax = _mm256_set1_ps(3.4028235e38f);
-    __m256 notfin = _mm256_setzero_ps(), vmax = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        __m256 a = _mm256_and_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), ref_load8(m, i)), absmask);
-        notfin = _mm256_or_ps(notfin, _mm256_cmp_ps(a, fmax, _CMP_NLE_UQ));
-        vmax = _mm256_max_ps(vmax, a);
+    if (simd) {
+        const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+        const __m256 fmax = _mm256_set1_ps(3.4028235e38f);
+        __m256 notfin = _mm256_setzero_ps(), vmax = _mm256_setzero_ps();
+        __m256d slo = _mm256_setzero_pd(), shi = _mm256_setzero_pd(); /* lanes 0..3, 4..7 */
+        for (; i + 8 <= n; i += 8) {
+            __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), ref_load8(m, i));
+            __m256 a = _mm256_and_ps(d, absmask);
+            notfin = _mm256_or_ps(notfin, _mm256_cmp_ps(a, fmax, _CMP_NLE_UQ));
+            vmax = _mm256_max_ps(vmax, a);
+            if (sumsq) {
+                __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
+                __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
+                slo = _mm256_add_pd(slo, _mm256_mul_pd(lo, lo));
+                shi = _mm256_add_pd(shi, _mm256_mul_pd(hi, hi));
+            }
+        }
+        bad |= _mm256_movemask_ps(notfin);
+        float tmp[8];
+        _mm256_storeu_ps(tmp, vmax);
+        for (int k = 0; k < 8; k++)
+            if (tmp[k] > best) best = tmp[k];
+        if (sumsq) {
+            _mm256_storeu_pd(lane, slo);
+            _mm256_storeu_pd(lane + 4, shi);
+        }
     }
-    bad |= _mm256_movemask_ps(notfin);
-    float tmp[8];
-    _mm256_storeu_ps(tmp, vmax);
-    for (int k = 0; k < 8; k++)
-        if (tmp[k] > best) best = tmp[k];
 #endif
     for (; i < n; i++) {
-        float a = fabsf(LH_FSUB(x[i], ref_at(m, i)));
+        float d = LH_FSUB(x[i], ref_at(m, i));
+        float a = fabsf(d);
         if (!(a <= 3.4028235e38f)) bad = 1;
         if (a > best) best = a;
+        if (sumsq) lane[i & 7] = LH_DADD(lane[i & 7], lh_qm_sq(d));
     }
     *amax = best;
+    if (sumsq) {
+        double s = 0.0;
+        for (int k = 0; k < 8; k++)
+            s = LH_DADD(s, lane[k]);
+        *sumsq = s;
+    }
     return bad != 0;
+}
+
+int lhq_absmax_cols(const float *x, lhq_ref m, size_t rows, size_t cols, float *colmax)
+{
+    return absmax_cols_impl(x, m, rows, cols, colmax, NULL, 1);
+}
+
+int lhq_absmax(const float *x, lhq_ref m, size_t n, float *amax)
+{
+    return absmax_impl(x, m, n, amax, NULL, 1);
+}
+
+int lhq_absmax_sumsq_cols(const float *x, lhq_ref m, size_t rows, size_t cols, float *colmax, double *colss)
+{
+    return absmax_cols_impl(x, m, rows, cols, colmax, colss, 1);
+}
+
+int lhq_absmax_sumsq(const float *x, lhq_ref m, size_t n, float *amax, double *sumsq)
+{
+    return absmax_impl(x, m, n, amax, sumsq, 1);
+}
+
+int lhq_absmax_sumsq_cols_scalar(const float *x, lhq_ref m, size_t rows, size_t cols, float *colmax,
+                                 double *colss)
+{
+    return absmax_cols_impl(x, m, rows, cols, colmax, colss, 0);
+}
+
+int lhq_absmax_sumsq_scalar(const float *x, lhq_ref m, size_t n, float *amax, double *sumsq)
+{
+    return absmax_impl(x, m, n, amax, sumsq, 0);
+}
+
+void lhq_clip_scales(float *scale, const double *ss, size_t ns, lh_grouping g, uint32_t group_size,
+                     size_t rows, size_t cols, float k)
+{
+    size_t n = rows * cols;
+    for (size_t i = 0; i < ns; i++) {
+        size_t count = g == LH_GROUP_CHANNEL ? rows
+                       : g == LH_GROUP_TENSOR ? n
+                       : (n - i * group_size < group_size ? n - i * group_size : group_size);
+        scale[i] = lh_qm_clip_scale(scale[i], ss[i], (double)count, k);
+    }
 }
 
 /* ---- codes --------------------------------------------------------------- */
@@ -307,13 +400,27 @@ static void codes_scalar(const float *x, lhq_ref m, const float *inv_s, int s_st
 }
 
 #ifdef __AVX2__
-/* 8 floats of u for elements i..i+7, in Q15 as int32 (truncated; |u| <= ~1 so no overflow). */
-static inline __m256i q15x8(const float *x, lhq_ref m, const float *inv_s, int s_stride, __m256 s_const,
-                            size_t i)
+/*
+ * 8 floats of u for elements i..i+7, in Q15 as int32 (truncated); the caller
+ * packs them with signed saturation and raises -32768 to -32767, which is
+ * lh_qm_q15's clamp.  Without clipping |u| <= ~1 and that is all.  A clipped
+ * scale lets |u| reach sqrt(group size) / clip_rms (unbounded for a small
+ * clip_rms), and cvttps turns anything >= 2^31 into INT_MIN: the wrong sign.
+ * So with BIG_U the top is clamped in float first; the bottom needs nothing
+ * (INT_MIN saturates to the right end).  One min, operands in this order so a
+ * NaN lane stays NaN (minps returns its second operand then).  Below 2^31 the
+ * lanes after the pack are what they would be without the min; it is left
+ * out when the scales are absmax, where it would only cost time (~5%).
+ */
+static inline __attribute__((always_inline)) __m256i q15x8(const float *x, lhq_ref m, const float *inv_s,
+                                                           int s_stride, __m256 s_const, size_t i,
+                                                           const int BIG_U)
 {
     __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), ref_load8(m, i));
     __m256 u = _mm256_mul_ps(d, s_stride ? _mm256_loadu_ps(inv_s + i) : s_const);
-    return _mm256_cvttps_epi32(_mm256_mul_ps(u, _mm256_set1_ps(32768.0f)));
+    __m256 v = _mm256_mul_ps(u, _mm256_set1_ps(32768.0f));
+    if (BIG_U) v = _mm256_min_ps(_mm256_set1_ps(32767.0f), v);
+    return _mm256_cvttps_epi32(v);
 }
 
 /*
@@ -325,7 +432,7 @@ static inline __m256i q15x8(const float *x, lhq_ref m, const float *inv_s, int s
  */
 static inline __attribute__((always_inline)) size_t
 codes_nearest_q15(const float *x, lhq_ref m, const float *inv_s, int s_stride, size_t n, const int16_t *thr,
-                  const int BITS, uint32_t idx0, uint8_t *codes)
+                  const int BITS, const int BIG_U, uint32_t idx0, uint8_t *codes)
 {
     const int H = 1 << (BITS - 1);
     __m256i th[16];
@@ -344,8 +451,8 @@ codes_nearest_q15(const float *x, lhq_ref m, const float *inv_s, int s_stride, s
         __m256i k2[2];
         for (int half = 0; half < 2; half++) {
             size_t e = i + 16 * (size_t)half;
-            __m256i q = _mm256_packs_epi32(q15x8(x, m, inv_s, s_stride, s_const, e),
-                                           q15x8(x, m, inv_s, s_stride, s_const, e + 8));
+            __m256i q = _mm256_packs_epi32(q15x8(x, m, inv_s, s_stride, s_const, e, BIG_U),
+                                           q15x8(x, m, inv_s, s_stride, s_const, e + 8, BIG_U));
             q = _mm256_max_epi16(q, lo);
             __m256i a = _mm256_abs_epi16(q);
             __m256i c = _mm256_setzero_si256();
@@ -374,23 +481,27 @@ void lhq_codes(const float *x, lhq_ref m, const float *inv_s, int s_stride, size
 #ifdef __AVX2__
     const int L = 1 << t->bits;
     if (!key && t->bits <= 5) {
+#define LHQ_NEAREST_Q15(B)                                                                                    \
+    (t->big_u ? codes_nearest_q15(x, m, inv_s, s_stride, n, t->thr15, B, 1, idx0, codes)                      \
+              : codes_nearest_q15(x, m, inv_s, s_stride, n, t->thr15, B, 0, idx0, codes))
         switch (t->bits) {
         case 1:
-            i = codes_nearest_q15(x, m, inv_s, s_stride, n, t->thr15, 1, idx0, codes);
+            i = LHQ_NEAREST_Q15(1);
             break;
         case 2:
-            i = codes_nearest_q15(x, m, inv_s, s_stride, n, t->thr15, 2, idx0, codes);
+            i = LHQ_NEAREST_Q15(2);
             break;
         case 3:
-            i = codes_nearest_q15(x, m, inv_s, s_stride, n, t->thr15, 3, idx0, codes);
+            i = LHQ_NEAREST_Q15(3);
             break;
         case 4:
-            i = codes_nearest_q15(x, m, inv_s, s_stride, n, t->thr15, 4, idx0, codes);
+            i = LHQ_NEAREST_Q15(4);
             break;
         default:
-            i = codes_nearest_q15(x, m, inv_s, s_stride, n, t->thr15, 5, idx0, codes);
+            i = LHQ_NEAREST_Q15(5);
             break;
         }
+#undef LHQ_NEAREST_Q15
     } else if (key && t->bits >= 6 && sr_get(t)) {
         const sr_tab *w = sr_get(t);
         const int L = 1 << t->bits;

@@ -10,13 +10,22 @@
  *   - stochastic: j = the level interval holding u, p = (u - level[j]) * invgap[j],
  *     code = j + (r < p) with r from lh_qm_uniform();
  *   - value = level[code] * scale; one IEEE operation per step, never fused
- *     (C11 builds with -ffp-contract=off by default; CUDA uses __fmul_rn/__fadd_rn).
+ *     (C11 builds with -ffp-contract=off by default; CUDA uses __fmul_rn/__fadd_rn);
+ *   - scale clipping (clip_rms = k > 0): the group's sum of squares is a double
+ *     sum of lh_qm_sq(x - m) (exact squares), accumulated per column in row
+ *     order for per-channel groups, and for a contiguous group in 8 lanes
+ *     (element i of the group, counted from its first, feeds lane i % 8; the
+ *     lanes are then added in order 0..7); the scale before fp16 rounding is
+ *     lh_qm_clip_scale(absmax, sumsq, count, k).  Only the encoder computes it
+ *     (the decoder reads the scale), but the order is fixed so that the AVX2
+ *     and scalar encoders, and the CUDA one, write the same frame.
  * The AVX2 code in lh_quant.c is a vector transcription of these functions and is
  * tested against them.
  */
 #ifndef LH_QUANT_MATH_H
 #define LH_QUANT_MATH_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -26,16 +35,28 @@
 #define LH_FMUL(a, b) __fmul_rn((a), (b))
 #define LH_FADD(a, b) __fadd_rn((a), (b))
 #define LH_FSUB(a, b) __fsub_rn((a), (b))
+#define LH_DMUL(a, b) __dmul_rn((a), (b))
+#define LH_DADD(a, b) __dadd_rn((a), (b))
+#define LH_DDIV(a, b) __ddiv_rn((a), (b))
+#define LH_DSQRT(a)   __dsqrt_rn(a)
 #else /* host pass of a .cu file: plain IEEE operations, as in C */
 #define LH_FMUL(a, b) ((a) * (b))
 #define LH_FADD(a, b) ((a) + (b))
 #define LH_FSUB(a, b) ((a) - (b))
+#define LH_DMUL(a, b) ((a) * (b))
+#define LH_DADD(a, b) ((a) + (b))
+#define LH_DDIV(a, b) ((a) / (b))
+#define LH_DSQRT(a)   sqrt(a)
 #endif
 #else
 #define LH_HD         static inline
 #define LH_FMUL(a, b) ((a) * (b))
 #define LH_FADD(a, b) ((a) + (b))
 #define LH_FSUB(a, b) ((a) - (b))
+#define LH_DMUL(a, b) ((a) * (b))
+#define LH_DADD(a, b) ((a) + (b))
+#define LH_DDIV(a, b) ((a) / (b))
+#define LH_DSQRT(a)   sqrt(a)
 #endif
 
 /** Offset of width `bits` in the level tables (2^bits entries each). */
@@ -192,6 +213,31 @@ LH_HD uint16_t lh_qm_half_scale_up(float x)
     uint16_t h = lh_qm_float_to_half(x);
     if (lh_qm_half_to_float(h) < x) h++;
     return h;
+}
+
+/**
+ * The square of a delta, for the RMS of scale clipping.  A float's square is
+ * exact in double (24-bit significand squared fits in 53 bits), so a fused or
+ * unfused accumulation gives the same sum; only the order of the additions
+ * matters, and that is fixed (see the top of this file).
+ */
+LH_HD double lh_qm_sq(float d)
+{
+    return LH_DMUL((double)d, (double)d);
+}
+
+/**
+ * The scale of a group under clipping, before fp16 rounding:
+ * min(absmax, k * sqrt(sumsq / count)), for the group's absmax, the sum of
+ * squares of its `count` values and clip_rms = k.  k <= 0 (no clipping) or an
+ * empty group returns absmax itself.  The result never exceeds absmax: the
+ * comparison is in double and float rounding is monotone.
+ */
+LH_HD float lh_qm_clip_scale(float absmax, double sumsq, double count, float k)
+{
+    if (!(k > 0.0f) || !(count > 0.0)) return absmax;
+    double c = LH_DMUL((double)k, LH_DSQRT(LH_DDIV(sumsq, count)));
+    return c < (double)absmax ? (float)c : absmax;
 }
 
 /** 1/scale, or 0 for a zero scale (everything then decodes to 0). */

@@ -52,7 +52,7 @@ void lh_job_defaults(lh_job *job)
     job->placement.time_scale = 1.0;
     job->compression = (lh_job_compression){.mode = LH_COMPRESS_FP32, .forward_bits = 4, .backward_bits = 8,
                                             .gradient_bits = 0, .group_size = 0, .rounding = LH_JOB_ROUND_NEAREST,
-                                            .zstd_level = 0};
+                                            .zstd_level = 0, .clip = 0.0};
     job->checkpoint.keep = 2;
     job->log_every = 1;
     job->verify_every = 10;
@@ -178,7 +178,8 @@ static lh_status read_placement(lh_jpath *p, json_object *o, lh_job *job)
 static lh_status read_compression(lh_jpath *p, json_object *o, lh_job *job)
 {
     static const char *const keys[] = {"mode",       "forward_bits", "backward_bits", "gradient_bits",
-                                       "group_size", "rounding",     "zstd_level",    NULL};
+                                       "group_size", "rounding",     "zstd_level",    "clip",
+                                       NULL};
     lh_job_compression *c = &job->compression;
     int mode = (int)c->mode, rounding = (int)c->rounding;
     int64_t fw = c->forward_bits, bw = c->backward_bits, gb = c->gradient_bits, group = c->group_size,
@@ -192,6 +193,8 @@ static lh_status read_compression(lh_jpath *p, json_object *o, lh_job *job)
     if (!st && group == 1) st = lh_json_fail(p, "group_size", "must be 0 (per channel) or at least 2");
     if (!st) st = lh_json_opt_enum(p, o, "rounding", rounding_names, &rounding, NULL);
     if (!st) st = lh_json_opt_int(p, o, "zstd_level", 0, 22, &zstd, NULL);
+    /* scale clipping k (lh_quant_params.clip_rms, a float): 0 = off */
+    if (!st) st = lh_json_opt_double(p, o, "clip", 0.0, 1e6, &c->clip, NULL);
     c->mode = (lh_compress_mode)mode;
     c->rounding = (lh_job_rounding)rounding;
     c->forward_bits = (int)fw;

@@ -66,6 +66,7 @@ typedef struct lh_job_compression {
     int group_size;                  /* 0 = one scale per channel */
     lh_job_rounding rounding;
     int zstd_level;                  /* 0 = off */
+    double clip;                     /* 0 = scales are the group absmax; k > 0 = min(absmax, k * RMS) */
 } lh_job_compression;
 
 typedef struct lh_job_checkpoint {

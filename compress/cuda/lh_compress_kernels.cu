@@ -13,6 +13,11 @@
  * into exactly `bits` bytes of the wire stream, so no atomics are needed for
  * packing.  Scales go through the host (one small copy): the host checks for
  * NaN/Inf and fp16 overflow and rounds fp16 scales up with the CPU code.
+ * With scale clipping (clip_rms > 0) a second small kernel sums the squares of
+ * each column's deltas in double, one thread per column walking the rows in
+ * order, which is the CPU encoder's order (lhq_absmax_sumsq_cols); squares of
+ * floats are exact in double, so the sums, and with lh_qm_clip_scale on the
+ * host the scales, equal the CPU's bit for bit.
  */
 #include <cuda_runtime.h>
 
@@ -83,6 +88,21 @@ __global__ void colmax_kernel(const float *act, const float *m, size_t rows, siz
     }
     atomicMax(&colmax[c], __float_as_uint(best));
     if (nonfinite) atomicExch(bad, 1);
+}
+
+/*
+ * Scale clipping: colss[c] = sum over rows of lh_qm_sq(act - m), row after row,
+ * exactly as the CPU encoder adds them (one thread per column; the rows are
+ * read coalesced across the threads of a warp).
+ */
+__global__ void colsumsq_kernel(const float *act, const float *m, size_t rows, size_t channels, double *colss)
+{
+    size_t c = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    double s = 0.0;
+    for (size_t r = 0; r < rows; r++)
+        s = LH_DADD(s, lh_qm_sq(__fsub_rn(act[r * channels + c], m[r * channels + c])));
+    colss[c] = s;
 }
 
 __global__ void encode_kernel(const float *act, float *m, size_t n_total, size_t elems, size_t channels,
@@ -169,20 +189,30 @@ extern "C" int lh_compress_cuda_available(void)
 
 extern "C" lh_status lh_compress_cuda_aq_encode(const float *d_act, float *d_m, size_t n_samples,
                                                 size_t sample_rows, size_t channels, int bits, lh_grid grid,
-                                                lh_scale_type scale_type, const uint64_t *d_ids,
-                                                uint64_t seed, uint64_t step, float *d_scales,
-                                                uint8_t *d_codes, void *stream)
+                                                lh_scale_type scale_type, float clip_rms,
+                                                const uint64_t *d_ids, uint64_t seed, uint64_t step,
+                                                float *d_scales, uint8_t *d_codes, void *stream)
 {
     const char *who = "cuda aq encode";
     lh_status st = check_args(who, n_samples, sample_rows, channels, bits, grid);
     if (st) return st;
+    if (!(clip_rms >= 0.0f && clip_rms <= 3.4028235e38f))
+        return lh_fail(LH_ERR_INVALID_ARG, "%s: clip_rms must be 0 or a finite k > 0, got %g", who,
+                       (double)clip_rms);
     if ((st = ensure_ready(who))) return st;
     cudaStream_t s = (cudaStream_t)stream;
     size_t rows = n_samples * sample_rows, n_total = rows * channels;
+    const bool clip = clip_rms > 0.0f;
     int *d_bad = nullptr;
+    double *d_ss = nullptr;
     cudaError_t e = cudaMallocAsync(&d_bad, sizeof(int), s);
     if (e != cudaSuccess) return cuda_error(who, e);
+    if (clip && (e = cudaMallocAsync(&d_ss, channels * sizeof(double), s)) != cudaSuccess) {
+        cudaFreeAsync(d_bad, s);
+        return cuda_error(who, e);
+    }
     std::vector<float> host(channels);
+    std::vector<double> host_ss(clip ? channels : 0);
     int bad = 0;
     /* absmax per channel, written as float bits into d_scales */
     e = cudaMemsetAsync(d_scales, 0, channels * sizeof(float), s);
@@ -192,18 +222,26 @@ extern "C" lh_status lh_compress_cuda_aq_encode(const float *d_act, float *d_m, 
         colmax_kernel<<<grid2, block, 0, s>>>(d_act, d_m, rows, channels, (unsigned *)d_scales, d_bad);
         e = cudaGetLastError();
     }
+    if (e == cudaSuccess && clip) {
+        colsumsq_kernel<<<(unsigned)((channels + 127) / 128), 128, 0, s>>>(d_act, d_m, rows, channels, d_ss);
+        e = cudaGetLastError();
+        if (e == cudaSuccess)
+            e = cudaMemcpyAsync(host_ss.data(), d_ss, channels * sizeof(double), cudaMemcpyDeviceToHost, s);
+    }
     if (e == cudaSuccess)
         e = cudaMemcpyAsync(host.data(), d_scales, channels * sizeof(float), cudaMemcpyDeviceToHost, s);
     if (e == cudaSuccess) e = cudaMemcpyAsync(&bad, d_bad, sizeof(int), cudaMemcpyDeviceToHost, s);
     if (e == cudaSuccess) e = cudaStreamSynchronize(s);
     cudaFreeAsync(d_bad, s);
+    if (d_ss) cudaFreeAsync(d_ss, s);
     if (e != cudaSuccess) return cuda_error(who, e);
     if (bad) return lh_fail(LH_ERR_INVALID_ARG, "%s: activation delta has NaN or Inf", who);
     for (size_t c = 0; c < channels; c++) {
+        if (clip) host[c] = lh_qm_clip_scale(host[c], host_ss[c], (double)rows, clip_rms);
         if (scale_type == LH_SCALE_FP16) {
             if (host[c] > 65504.0f)
                 return lh_fail(LH_ERR_INVALID_ARG,
-                               "%s: absmax %g exceeds the fp16 scale range; use fp32 scales", who, host[c]);
+                               "%s: scale %g exceeds the fp16 scale range; use fp32 scales", who, host[c]);
             host[c] = lh_qm_half_to_float(lh_qm_half_scale_up(host[c]));
         }
     }

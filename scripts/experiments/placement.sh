@@ -44,8 +44,13 @@ JOB
   mpirun "${flags[@]}" -np 4 "$longhaul" train "$strategy.json" > "$strategy.log" 2>&1
 done
 step_s() { awk -F'"step_s": ' 'NF > 1 { split($2, a, ","); n++; if (n > 3) { s += a[1]; c++ } } END { printf "%.3f", s / c }' "$1/metrics.jsonl"; }
-printf '| placement | measured s/step (time scale %s) | scheduler estimate, from longhaul plan |\n|---|---|---|\n' "$scale" | tee table.md
+num() { sed -n "s/^$2 *\([0-9.]*\) s.*/\1/p" "$1" | head -1; }
+printf '| placement | measured s/step (time scale %s) | DT-FM COMM-COST | iteration model x %s | simulator x %s |\n|---|---|---|---|---|\n' \
+  "$scale" "$scale" "$scale" | tee table.md
 for strategy in rank ils ils-time; do
-  est=$(grep -iE "iteration|cost" "plan_$strategy.txt" | head -2 | tr '\n' ' ' | sed 's/  */ /g')
-  printf '| %s | %s | %s |\n' "$strategy" "$(step_s "$strategy")" "$est" | tee -a table.md
+  m=$(step_s "$strategy")
+  awk -v n="$strategy" -v m="$m" -v d="$(num "plan_$strategy.txt" 'DT-FM COMM-COST')" \
+      -v i="$(num "plan_$strategy.txt" 'iteration time')" -v s="$(num "plan_$strategy.txt" simulated)" -v k="$scale" \
+    'BEGIN { printf "| %s | %.3f | %.4f s | %.3f s (%+.0f%%) | %.3f s (%+.0f%%) |\n", n, m, d, i * k, 100 * (i * k - m) / m, s * k, 100 * (s * k - m) / m }' |
+    tee -a table.md
 done

@@ -2,10 +2,11 @@
 # Experiment 2 of issue 6: training throughput over emulated slow links.
 # 4 ranks (2 pipeline stages x 2 data-parallel replicas) on a uniform emulated
 # network at 10 Gbit/s, 1 Gbit/s, 500 Mbit/s and 100 Mbit/s (1 ms), time-scaled
-# by TIME_SCALE to this CPU's compute speed; fp32 vs AQ-SGD fw4/bw8 vs AQ-SGD
-# plus 4-bit data-parallel gradients.  Prints tokens/s (mean over steps after a
-# warm-up) and each run's ratio to fp32 at 10 Gbit/s.
-#   [STAGES=2 REPLICAS=2 BATCH=8 MICRO=2] scripts/experiments/slow_links.sh [OUT_DIR] [TIME_SCALE] [STEPS]
+# by TIME_SCALE to this CPU's compute speed; fp32 vs AQ-SGD (fw FW / bw BW,
+# scales clipped at CLIP x RMS when CLIP > 0) vs AQ-SGD plus 4-bit
+# data-parallel gradients.  Prints tokens/s (mean over steps after a warm-up)
+# and each run's ratio to fp32 at 10 Gbit/s.
+#   [STAGES=2 REPLICAS=2 BATCH=8 MICRO=2 FW=4 BW=8 CLIP=0] scripts/experiments/slow_links.sh [OUT_DIR] [TIME_SCALE] [STEPS]
 # With REPLICAS=1 there is no data-parallel traffic and the third column equals the second.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,6 +17,9 @@ stages=${STAGES:-2}
 replicas=${REPLICAS:-2}
 batch=${BATCH:-8}
 micro=${MICRO:-2}
+fw=${FW:-4}
+bw=${BW:-8}
+clip=${CLIP:-0}
 ranks=$((stages * replicas))
 longhaul=$root/build/longhaul
 flags=(--oversubscribe --bind-to none)
@@ -47,7 +51,8 @@ TOPO
   "batch": { "batch_size": $batch, "micro_batch": $micro, "steps": $steps },
   "placement": { "pipeline_stages": $stages, "data_parallel": $replicas, "topology": "$out/topo_$mbps.json",
                  "emulate": true, "time_scale": $scale, "strategy": "rank" },
-  "compression": { "mode": "$cmode", "forward_bits": 4, "backward_bits": 8, "gradient_bits": $gbits },
+  "compression": { "mode": "$cmode", "forward_bits": $fw, "backward_bits": $bw, "gradient_bits": $gbits,
+                   "clip": $clip },
   "verify_every": 0, "log_every": 10, "output_dir": "$out/$name" }
 JOB
     mpirun "${flags[@]}" -np "$ranks" "$longhaul" train "$name.json" > "$name.log" 2>&1

@@ -122,7 +122,7 @@ static void run_link(lh_aq_codec *snd, lh_aq_codec *rcv, float *truth, int steps
 static void test_caches_stay_identical(void)
 {
     for (int storage = 0; storage < 3; storage++)
-        for (int variant = 0; variant < 5; variant++) {
+        for (int variant = 0; variant < 9; variant++) {
             lh_aq_config cfg = base_config();
             cfg.storage = (lh_aq_storage)storage;
             switch (variant) {
@@ -146,6 +146,30 @@ static void test_caches_stay_identical(void)
                 cfg.quant.bits = 8;
                 cfg.quant.grouping = LH_GROUP_TENSOR;
                 cfg.quant.rounding = LH_ROUND_STOCHASTIC;
+                break;
+            /* scale clipping: min(absmax, k * RMS of the deltas) per group */
+            case 5:
+                cfg.quant.bits = 2;
+                cfg.quant.clip_rms = 2.0f;
+                break;
+            case 6:
+                cfg.quant.bits = 2;
+                cfg.quant.clip_rms = 1.5f;
+                cfg.quant.rounding = LH_ROUND_STOCHASTIC;
+                cfg.quant.grouping = LH_GROUP_BLOCK;
+                cfg.quant.group_size = 64;
+                break;
+            case 7:
+                cfg.quant.bits = 3;
+                cfg.quant.clip_rms = 2.5f;
+                cfg.quant.grouping = LH_GROUP_TENSOR;
+                cfg.quant.scale_type = LH_SCALE_FP32;
+                cfg.quant.zstd_level = 3;
+                break;
+            case 8:
+                cfg.quant.bits = 1;
+                cfg.quant.clip_rms = 1.0f;
+                cfg.quant.grid = LH_GRID_UNIFORM;
                 break;
             }
             lh_aq_codec *snd, *rcv;
@@ -405,6 +429,72 @@ static void test_message_size(void)
 }
 
 /*
+ * Scale clipping on the AQ delta path: each per-channel scale in the delta
+ * frame is min(absmax, k * RMS) of that channel's deltas a - m over all rows
+ * of all delta samples (rounded up to fp16), and with outliers in the deltas
+ * the receiver's reconstruction is closer to the activation than with absmax
+ * scales.
+ */
+static void test_clip_on_deltas(void)
+{
+    float act[BATCH * E], out[BATCH * E], prev[BATCH * E];
+    uint64_t ids[BATCH] = {1, 4, 7}, got[BATCH], bad[BATCH];
+    rng_state = 61;
+    for (int i = 0; i < BATCH * E; i++)
+        act[i] = rng_gauss();
+    memcpy(prev, act, sizeof act);
+    for (int i = 0; i < BATCH * E; i++)
+        act[i] += 0.1f * rng_gauss() + (rng_uniform() < 0.01 ? 2.0f : 0.0f); /* drift + 20-sigma outliers */
+    double err[2];
+    for (int clip = 0; clip < 2; clip++) {
+        lh_aq_config cfg = base_config();
+        cfg.quant.bits = 2;
+        cfg.quant.clip_rms = clip ? 2.0f : 0.0f;
+        lh_aq_codec *snd, *rcv;
+        LH_ASSERT_OK(lh_aq_create(&cfg, &snd));
+        LH_ASSERT_OK(lh_aq_create(&cfg, &rcv));
+        size_t cap = lh_aq_bound(snd, BATCH), len, n, n_bad;
+        uint8_t *msg = malloc(cap);
+        LH_ASSERT_OK(lh_aq_encode(snd, prev, ids, BATCH, 0, msg, cap, &len)); /* seeds m = prev exactly */
+        LH_ASSERT_OK(lh_aq_decode(rcv, msg, len, out, BATCH, got, &n, bad, &n_bad));
+        LH_ASSERT_OK(lh_aq_encode(snd, act, ids, BATCH, 1, msg, cap, &len)); /* all three are deltas */
+        LH_ASSERT_OK(lh_aq_decode(rcv, msg, len, out, BATCH, got, &n, bad, &n_bad));
+        CU_ASSERT(caches_equal(snd, rcv));
+        const uint8_t *payload = msg + 40 + 24 * BATCH + LH_QUANT_HEADER_BYTES;
+        int wrong = 0, clipped = 0;
+        for (int c = 0; c < CH; c++) {
+            float amax = 0;
+            double ss = 0;
+            for (int r = 0; r < BATCH * ROWS; r++) { /* delta rows in batch order */
+                float d = act[r * CH + c] - prev[r * CH + c];
+                amax = fmaxf(amax, fabsf(d));
+                ss += (double)d * d;
+            }
+            double k = cfg.quant.clip_rms * sqrt(ss / (BATCH * ROWS));
+            float want = clip && k < amax ? (float)k : amax;
+            clipped += want < amax;
+            uint16_t h = (uint16_t)(payload[2 * c] | payload[2 * c + 1] << 8);
+            wrong += h != lh_qm_half_scale_up(want);
+        }
+        CU_ASSERT_EQUAL(wrong, 0);
+        CU_ASSERT(clip ? clipped > CH / 2 : clipped == 0);
+        double e = 0, s = 0;
+        for (int i = 0; i < BATCH * E; i++) {
+            double dd = act[i] - prev[i];
+            e += pow(out[i] - act[i], 2);
+            s += dd * dd;
+        }
+        err[clip] = sqrt(e / s); /* error relative to the size of the delta */
+        free(msg);
+        lh_aq_free(snd);
+        lh_aq_free(rcv);
+    }
+    if (!(err[1] < 0.8 * err[0]))
+        fprintf(stderr, "\n  aq delta rel_l2: absmax %.4f, clip 2 %.4f", err[0], err[1]);
+    CU_ASSERT(err[1] < 0.8 * err[0]);
+}
+
+/*
  * The GPU sender must produce the CPU's scales, codes and cache update bit for
  * bit.  Without a device (or without CUDA in the build) the entry points must
  * say so with LH_ERR_UNSUPPORTED rather than do anything else.
@@ -415,7 +505,7 @@ static void test_cuda_matches_cpu(void)
         float dummy[8];
         uint8_t codes[8];
         LH_ASSERT_FAILS_WITH(lh_compress_cuda_aq_encode(dummy, dummy, 1, 1, 8, 4, LH_GRID_NORMAL,
-                                                        LH_SCALE_FP16, NULL, 0, 0, dummy, codes, NULL),
+                                                        LH_SCALE_FP16, 0.0f, NULL, 0, 0, dummy, codes, NULL),
                              LH_ERR_UNSUPPORTED, "CUDA");
         LH_ASSERT_FAILS_WITH(
             lh_compress_cuda_aq_decode(codes, dummy, dummy, dummy, 1, 1, 8, 4, LH_GRID_NORMAL, NULL),
@@ -423,9 +513,14 @@ static void test_cuda_matches_cpu(void)
         return;
     }
 #if LH_COMPRESS_HAVE_CUDA
-    for (int sr = 0; sr < 2; sr++) {
+    for (int variant = 0; variant < 4; variant++) {
+        int sr = variant & 1;
         lh_aq_config cfg = base_config();
         cfg.quant.rounding = sr ? LH_ROUND_STOCHASTIC : LH_ROUND_NEAREST;
+        if (variant >= 2) { /* scale clipping at 2 bits */
+            cfg.quant.bits = 2;
+            cfg.quant.clip_rms = 2.0f;
+        }
         lh_aq_codec *snd;
         LH_ASSERT_OK(lh_aq_create(&cfg, &snd));
         enum { NB = 2 };
@@ -439,7 +534,7 @@ static void test_cuda_matches_cpu(void)
         uint8_t *msg = malloc(cap), codes[NB * E];
         LH_ASSERT_OK(lh_aq_encode(snd, act, ids, NB, 0, msg, cap, &len)); /* seeds m = act */
         for (int i = 0; i < NB * E; i++)
-            act[i] += 0.3f * rng_gauss();
+            act[i] += 0.3f * rng_gauss() + (rng_uniform() < 0.01 ? 5.0f : 0.0f); /* with outliers */
         LH_ASSERT_OK(lh_aq_encode(snd, act, ids, NB, 1, msg, cap, &len)); /* delta */
         float *d_act, *d_m, *d_scales;
         uint8_t *d_codes;
@@ -453,8 +548,8 @@ static void test_cuda_matches_cpu(void)
         cudaMemcpy(d_m, m0, sizeof m0, cudaMemcpyHostToDevice);
         cudaMemcpy(d_ids, ids, sizeof ids, cudaMemcpyHostToDevice);
         LH_ASSERT_OK(lh_compress_cuda_aq_encode(d_act, d_m, NB, ROWS, CH, cfg.quant.bits, cfg.quant.grid,
-                                                cfg.quant.scale_type, sr ? d_ids : NULL, cfg.seed, 1,
-                                                d_scales, d_codes, NULL));
+                                                cfg.quant.scale_type, cfg.quant.clip_rms, sr ? d_ids : NULL,
+                                                cfg.seed, 1, d_scales, d_codes, NULL));
         size_t code_bytes = (size_t)NB * E * cfg.quant.bits / 8;
         cudaMemcpy(codes, d_codes, code_bytes, cudaMemcpyDeviceToHost);
         cudaMemcpy(scales, d_scales, sizeof scales, cudaMemcpyDeviceToHost);
@@ -502,6 +597,7 @@ int main(void)
         {"file-backed cache", test_file_backed_cache},
         {"bad messages rejected", test_bad_messages_rejected},
         {"message size", test_message_size},
+        {"clip on deltas", test_clip_on_deltas},
         {"cuda matches cpu", test_cuda_matches_cpu},
         CU_TEST_INFO_NULL,
     };

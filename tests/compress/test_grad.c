@@ -21,13 +21,15 @@ static float rng_gauss(void)
     return (float)(sqrt(-2 * log(rng_uniform())) * cos(6.283185307179586 * rng_uniform()));
 }
 
-static void test_error_feedback_delivers_signal(void)
+/* clip_rms 0: absmax scales; > 0: clipped scales, whose cut-off part stays in the residual */
+static void error_feedback_delivers_signal(float clip_rms)
 {
     enum { N = 1000, STEPS = 200 };
     lh_quant_params p = lh_quant_params_default(2);
     p.grouping = LH_GROUP_BLOCK;
     p.group_size = 128;
     p.scale_type = LH_SCALE_FP32;
+    p.clip_rms = clip_rms;
     lh_grad_codec *g;
     LH_ASSERT_OK(lh_grad_create(N, &p, 1, &g));
     lh_quant_ctx *ctx;
@@ -50,6 +52,15 @@ static void test_error_feedback_delivers_signal(void)
         LH_ASSERT_OK(lh_quant_decode(ctx, buf, len, dec, 1, N));
         for (int i = 0; i < N; i++)
             sent[i] += dec[i];
+        if (s == 0) {
+            /* step 0 sends the gradient itself: absmax scales reach its largest value, clipped ones do not */
+            float gmax = 0, dmax = 0;
+            for (int i = 0; i < N; i++) {
+                gmax = fmaxf(gmax, fabsf(grad[i]));
+                dmax = fmaxf(dmax, fabsf(dec[i]));
+            }
+            CU_ASSERT(clip_rms > 0 ? dmax < 0.9f * gmax : dmax >= gmax);
+        }
     }
     const float *r = lh_grad_residual(g);
     double worst = 0, rmax = 0;
@@ -73,6 +84,17 @@ static void test_error_feedback_delivers_signal(void)
     free(buf);
     lh_quant_ctx_free(ctx);
     lh_grad_free(g);
+}
+
+static void test_error_feedback_delivers_signal(void)
+{
+    error_feedback_delivers_signal(0.0f);
+}
+
+static void test_error_feedback_with_clip(void)
+{
+    error_feedback_delivers_signal(2.0f);
+    error_feedback_delivers_signal(1.5f);
 }
 
 static void test_ranges_and_reduction(void)
@@ -133,6 +155,7 @@ int main(void)
     CU_TestInfo tests[] = {
         {"error feedback delivers the signal", test_error_feedback_delivers_signal},
         {"ranges and reduction", test_ranges_and_reduction},
+        {"error feedback with clipped scales", test_error_feedback_with_clip},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"compress_grad", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};

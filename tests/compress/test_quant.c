@@ -1,8 +1,9 @@
 /*
  * Tests of the quantized frame: error bounds per width and grouping, vector vs
  * scalar bit-identity, stochastic rounding without bias, packing, fp16
- * conversion, wire sizes, and rejection of truncated / corrupted / mismatched
- * frames.  Data come from a fixed-seed generator so every run is the same.
+ * conversion, wire sizes, rejection of truncated / corrupted / mismatched
+ * frames, and scale clipping (clip_rms).  Data come from a fixed-seed
+ * generator so every run is the same.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -39,6 +40,15 @@ static float *gauss_tensor(size_t n, uint64_t seed)
     float *x = malloc(n * sizeof *x);
     for (size_t i = 0; i < n; i++)
         x[i] = rng_gauss();
+    return x;
+}
+
+/* N(0,1) with a fraction `frac` of the values replaced by outliers of magnitude 8..12, random sign */
+static float *outlier_tensor(size_t n, uint64_t seed, double frac)
+{
+    float *x = gauss_tensor(n, seed);
+    for (size_t i = 0; i < n; i++)
+        if (rng_uniform() < frac) x[i] = (float)((rng_uniform() < 0.5 ? -1 : 1) * (8 + 4 * rng_uniform()));
     return x;
 }
 
@@ -226,6 +236,109 @@ static void test_kernels_match_scalar_math(void)
     CU_ASSERT_EQUAL(diff, 0);
     free(a);
     free(bb);
+
+    /* absmax + sum of squares (scale clipping): vector pass == scalar twin, to the last bit */
+    int ss_diff = 0;
+    for (int mk = 0; mk < 3; mk++) {
+        lhq_ref ref = {mk == 1 ? m : NULL, mk == 2 ? m16 : NULL};
+        const size_t lens[] = {0, 1, 7, 8, 9, 31, 64, 1000, 4099};
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+            for (size_t off = 0; off < 3; off++) {
+                size_t len = lens[li] - (lens[li] >= off ? off : 0);
+                lhq_ref r = ref;
+                if (r.f32) r.f32 += off;
+                if (r.f16) r.f16 += off;
+                float am_v = -1, am_s = -2, am_p = -3;
+                double ss_v = -1, ss_s = -2;
+                int bad_v = lhq_absmax_sumsq(x + off, r, len, &am_v, &ss_v);
+                int bad_s = lhq_absmax_sumsq_scalar(x + off, r, len, &am_s, &ss_s);
+                int bad_p = lhq_absmax(x + off, r, len, &am_p);
+                if (bad_v || bad_s || bad_p || am_v != am_s || am_v != am_p || memcmp(&ss_v, &ss_s, 8)) ss_diff++;
+                /* and the documented order, written out here: lane i % 8, lanes added 0..7 */
+                double lane[8] = {0};
+                for (size_t i = 0; i < len; i++) {
+                    float mv = mk == 1 ? m[off + i] : mk == 2 ? lh_qm_half_to_float(m16[off + i]) : 0.0f;
+                    float d = x[off + i] - mv;
+                    lane[i % 8] += (double)d * (double)d;
+                }
+                double want = 0;
+                for (int k = 0; k < 8; k++)
+                    want += lane[k];
+                if (memcmp(&want, &ss_v, 8)) ss_diff++;
+            }
+        /* per column, row after row: 37 rows x 29 columns (vector body and scalar tail) */
+        size_t R = 37, C = 29;
+        float cm_v[29], cm_s[29], cm_p[29];
+        double cs_v[29], cs_s[29], cs_w[29];
+        memset(cm_v, 0, sizeof cm_v);
+        memset(cm_s, 0, sizeof cm_s);
+        memset(cm_p, 0, sizeof cm_p);
+        memset(cs_v, 0, sizeof cs_v);
+        memset(cs_s, 0, sizeof cs_s);
+        memset(cs_w, 0, sizeof cs_w);
+        int bv = lhq_absmax_sumsq_cols(x, ref, R, C, cm_v, cs_v);
+        int bs = lhq_absmax_sumsq_cols_scalar(x, ref, R, C, cm_s, cs_s);
+        int bp = lhq_absmax_cols(x, ref, R, C, cm_p);
+        for (size_t r = 0; r < R; r++)
+            for (size_t c = 0; c < C; c++) {
+                size_t i = r * C + c;
+                float mv = mk == 1 ? m[i] : mk == 2 ? lh_qm_half_to_float(m16[i]) : 0.0f;
+                float d = x[i] - mv;
+                cs_w[c] += (double)d * (double)d;
+            }
+        if (bv || bs || bp || memcmp(cm_v, cm_s, sizeof cm_v) || memcmp(cm_v, cm_p, sizeof cm_v) ||
+            memcmp(cs_v, cs_s, sizeof cs_v) || memcmp(cs_v, cs_w, sizeof cs_v))
+            ss_diff++;
+    }
+    CU_ASSERT_EQUAL(ss_diff, 0);
+    /* NaN / Inf are still reported by the summing passes */
+    {
+        float v[19];
+        for (int i = 0; i < 19; i++)
+            v[i] = (float)i;
+        float am;
+        double ss, cs[19] = {0};
+        float cm[19] = {0};
+        for (int pos = 0; pos < 19; pos += 9) {
+            v[pos] = pos ? INFINITY : NAN;
+            CU_ASSERT(lhq_absmax_sumsq(v, (lhq_ref){NULL, NULL}, 19, &am, &ss) != 0);
+            CU_ASSERT(lhq_absmax_sumsq_scalar(v, (lhq_ref){NULL, NULL}, 19, &am, &ss) != 0);
+            CU_ASSERT(lhq_absmax_sumsq_cols(v, (lhq_ref){NULL, NULL}, 1, 19, cm, cs) != 0);
+            CU_ASSERT(lhq_absmax_sumsq_cols_scalar(v, (lhq_ref){NULL, NULL}, 1, 19, cm, cs) != 0);
+            v[pos] = (float)pos;
+        }
+    }
+
+    /*
+     * A clipped scale lets |u| = |x| / scale go far beyond 1 (up to sqrt(group
+     * size) / clip_rms, and more for a tiny clip_rms).  With big_u set (as the
+     * encoders do under clipping) the vector paths must still saturate to the
+     * outer codes exactly as the scalar rules do: no int32 overflow in the Q15
+     * conversion (which would flip the sign).
+     */
+    int big_mismatch = 0;
+    float *xb = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        xb[i] = x[i] * (float)pow(10.0, (double)(i % 11)); /* |u| up to ~1e10 */
+    float one = 1.0f;
+    for (int g = 0; g < 2; g++)
+        for (int b = 1; b <= 8; b++)
+            for (int sr = 0; sr < 2; sr++) {
+                lhq_tab t = lhq_tab_get((lh_grid)g, b);
+                CU_ASSERT_EQUAL(t.big_u, 0);
+                t.big_u = 1;
+                lhq_codes(xb, (lhq_ref){NULL, NULL}, &one, 0, n, &t, sr ? &key : NULL, 3, codes);
+                for (size_t i = 0; i < n; i++) {
+                    float u = xb[i];
+                    int k = sr ? lh_qm_code_stochastic(u, t.levels, t.invgap, b,
+                                                       lh_qm_uniform(lh_qm_hash(key, 3 + (uint32_t)i)))
+                               : lh_qm_code_nearest(u, t.thr15, b, 3 + (uint32_t)i);
+                    if (k != codes[i]) big_mismatch++;
+                    if (fabsf(u) > 1.0f && k != (u > 0 ? (1 << b) - 1 : 0)) big_mismatch++; /* saturated */
+                }
+            }
+    CU_ASSERT_EQUAL(big_mismatch, 0);
+    free(xb);
     free(x);
     free(m);
     free(m16);
@@ -502,6 +615,234 @@ static void test_known_answers(void)
     lh_quant_ctx_free(ctx);
 }
 
+/* ---- scale clipping (clip_rms) ------------------------------------------------ */
+
+static void test_clip_params_checked(void)
+{
+    for (int b = 1; b <= 8; b++)
+        CU_ASSERT_EQUAL(lh_quant_params_default(b).clip_rms, 0.0f);
+    lh_quant_params p = lh_quant_params_default(2);
+    const float bad[] = {-1.0f, NAN, INFINITY, -INFINITY, -1e-30f};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p.clip_rms = bad[i];
+        LH_ASSERT_FAILS_WITH(lh_quant_params_check(&p), LH_ERR_INVALID_ARG, "clip_rms");
+        CU_ASSERT_EQUAL(lh_quant_bound(&p, 4, 8), 0);
+        lh_grad_codec *g = NULL;
+        p.grouping = LH_GROUP_TENSOR;
+        LH_ASSERT_FAILS_WITH(lh_grad_create(16, &p, 1, &g), LH_ERR_INVALID_ARG, "clip_rms");
+        CU_ASSERT_PTR_NULL(g);
+        lh_aq_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.sample_rows = 2;
+        cfg.channels = 8;
+        cfg.max_samples = 4;
+        cfg.quant = p;
+        lh_aq_codec *c = NULL;
+        LH_ASSERT_FAILS_WITH(lh_aq_create(&cfg, &c), LH_ERR_INVALID_ARG, "clip_rms");
+        CU_ASSERT_PTR_NULL(c);
+        p.grouping = LH_GROUP_CHANNEL;
+    }
+    const float good[] = {0.0f, 0.5f, 1.5f, 2.0f, 1e30f};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        p.clip_rms = good[i];
+        LH_ASSERT_OK(lh_quant_params_check(&p));
+    }
+}
+
+/*
+ * clip_rms 0 is today's encoder bit for bit (the known answers pin that too);
+ * a clip so large it never binds goes through the summing passes and must
+ * still give the very same frame; an explicit 0 in a copy equals the default.
+ */
+static void test_clip_zero_identical(void)
+{
+    size_t rows = 37, cols = 53;
+    float *x = outlier_tensor(rows * cols, 31, 0.01);
+    lh_quant_ctx *ctx;
+    LH_ASSERT_OK(lh_quant_ctx_create(&ctx));
+    size_t cap = lh_quant_bound(&(lh_quant_params){.bits = 8, .grouping = LH_GROUP_BLOCK, .group_size = 1,
+                                                   .scale_type = LH_SCALE_FP32},
+                                rows, cols);
+    uint8_t *a = malloc(cap), *b = malloc(cap);
+    lh_sr_key key = {3, 4, 5};
+    int differ = 0, cases = 0;
+    for (int bits = 1; bits <= 8; bits++)
+        for (int grouping = 0; grouping < 3; grouping++)
+            for (int st = 0; st < 2; st++)
+                for (int sr = 0; sr < 2; sr++) {
+                    lh_quant_params p = lh_quant_params_default(bits);
+                    p.grouping = (lh_grouping)grouping;
+                    p.group_size = grouping == LH_GROUP_BLOCK ? 24 : 0;
+                    p.scale_type = (lh_scale_type)st;
+                    p.rounding = sr ? LH_ROUND_STOCHASTIC : LH_ROUND_NEAREST;
+                    lh_quant_params q = p, big = p;
+                    q.clip_rms = 0.0f;
+                    big.clip_rms = 1e30f;
+                    size_t la, lb, lc;
+                    LH_ASSERT_OK(lh_quant_encode(ctx, &p, x, rows, cols, &key, a, cap, &la));
+                    LH_ASSERT_OK(lh_quant_encode(ctx, &q, x, rows, cols, &key, b, cap, &lb));
+                    differ += la != lb || memcmp(a, b, la) != 0;
+                    LH_ASSERT_OK(lh_quant_encode(ctx, &big, x, rows, cols, &key, b, cap, &lc));
+                    differ += la != lc || memcmp(a, b, la) != 0;
+                    cases++;
+                }
+    CU_ASSERT_EQUAL(cases, 8 * 3 * 2 * 2);
+    CU_ASSERT_EQUAL(differ, 0);
+    free(a);
+    free(b);
+    free(x);
+    lh_quant_ctx_free(ctx);
+}
+
+/*
+ * The scale in the frame is min(absmax, k * RMS) of the group, rounded up to
+ * fp16 (fp32 scales: the value itself), with the sum of squares in the order
+ * lh_quant_math.h documents.  Values beyond the scale decode to exactly
+ * +-scale; values within it keep the usual half-gap error bound.
+ */
+static void test_clip_scale_in_frame(void)
+{
+    size_t rows = 64, cols = 37;
+    float *x = outlier_tensor(rows * cols, 41, 0.01);
+    for (size_t r = 0; r < rows; r++) {
+        x[r * cols + 3] = r % 2 ? 1.0f : -1.0f; /* RMS = absmax: never clipped */
+        x[r * cols + 5] = 0.0f;                 /* all zero: scale 0 */
+    }
+    x[17 * cols + 7] = 1000.0f; /* one huge outlier: clipped hard */
+    size_t n = rows * cols;
+    float *y = malloc(n * sizeof *y);
+    lh_quant_ctx *ctx;
+    LH_ASSERT_OK(lh_quant_ctx_create(&ctx));
+    const float ks[] = {2.0f, 1.5f};
+    int wrong_scale = 0, clipped = 0, unclipped = 0, bad_sat = 0, bad_inner = 0;
+    for (int ki = 0; ki < 2; ki++)
+        for (int grouping = 0; grouping < 3; grouping++)
+            for (int st = 0; st < 2; st++) {
+                lh_quant_params p = lh_quant_params_default(2);
+                p.grouping = (lh_grouping)grouping;
+                p.group_size = grouping == LH_GROUP_BLOCK ? 24 : 0;
+                p.scale_type = (lh_scale_type)st;
+                p.clip_rms = ks[ki];
+                size_t cap = lh_quant_bound(&p, rows, cols), len;
+                uint8_t *buf = malloc(cap);
+                LH_ASSERT_OK(lh_quant_encode(ctx, &p, x, rows, cols, NULL, buf, cap, &len));
+                LH_ASSERT_OK(lh_quant_decode(ctx, buf, len, y, rows, cols));
+                size_t ns = grouping == LH_GROUP_CHANNEL ? cols : grouping == LH_GROUP_BLOCK ? (n + 23) / 24 : 1;
+                const uint8_t *sc = buf + LH_QUANT_HEADER_BYTES;
+                for (size_t g = 0; g < ns; g++) {
+                    /* the group's members, in the order the encoder sums them */
+                    float amax = 0;
+                    double lane[8] = {0}, ss = 0;
+                    size_t count = 0;
+                    for (size_t j = 0;; j++) {
+                        size_t i;
+                        if (grouping == LH_GROUP_CHANNEL) {
+                            if (j >= rows) break;
+                            i = j * cols + g;
+                        } else if (grouping == LH_GROUP_BLOCK) {
+                            i = g * 24 + j;
+                            if (j >= 24 || i >= n) break;
+                        } else {
+                            if (j >= n) break;
+                            i = j;
+                        }
+                        amax = fmaxf(amax, fabsf(x[i]));
+                        if (grouping == LH_GROUP_CHANNEL)
+                            ss += (double)x[i] * x[i];
+                        else
+                            lane[j % 8] += (double)x[i] * x[i];
+                        count++;
+                    }
+                    if (grouping != LH_GROUP_CHANNEL)
+                        for (int k = 0; k < 8; k++)
+                            ss += lane[k];
+                    double c = ks[ki] * sqrt(ss / (double)count);
+                    float want = c < amax ? (float)c : amax;
+                    if (c < amax)
+                        clipped++;
+                    else
+                        unclipped++;
+                    float got, want_stored;
+                    if (st == LH_SCALE_FP16) {
+                        uint16_t h = (uint16_t)(sc[2 * g] | sc[2 * g + 1] << 8);
+                        got = lh_qm_half_to_float(h);
+                        want_stored = lh_qm_half_to_float(lh_qm_half_scale_up(want));
+                    } else {
+                        got = lh_qm_u2f(lhq_get32(sc + 4 * g));
+                        want_stored = want;
+                    }
+                    if (got != want_stored) {
+                        if (wrong_scale++ < 3)
+                            fprintf(stderr, "\n  k %g grouping %d st %d group %zu: scale %.9g, want %.9g", ks[ki],
+                                    grouping, st, g, got, want_stored);
+                    }
+                }
+                /* decoded values: saturated at +-scale beyond it, the half-gap bound within */
+                const float *lv = lh_quant_levels(p.grid, 2);
+                float gap = fmaxf(lv[1] - lv[0], lv[2] - lv[1]);
+                for (size_t i = 0; i < n; i++) {
+                    size_t g = grouping == LH_GROUP_CHANNEL ? i % cols : grouping == LH_GROUP_BLOCK ? i / 24 : 0;
+                    float s = st == LH_SCALE_FP16
+                                  ? lh_qm_half_to_float((uint16_t)(sc[2 * g] | sc[2 * g + 1] << 8))
+                                  : lh_qm_u2f(lhq_get32(sc + 4 * g));
+                    if (fabsf(x[i]) >= s) {
+                        if (y[i] != (x[i] > 0 ? s : -s)) bad_sat++;
+                    } else if (fabsf(x[i] - y[i]) > 0.5f * gap * s + 2.0f * s / 32768.0f) {
+                        bad_inner++;
+                    }
+                }
+                free(buf);
+            }
+    CU_ASSERT_EQUAL(wrong_scale, 0);
+    CU_ASSERT(clipped > 0);
+    CU_ASSERT(unclipped > 0); /* columns 3 and 5 at least */
+    CU_ASSERT_EQUAL(bad_sat, 0);
+    CU_ASSERT_EQUAL(bad_inner, 0);
+    free(x);
+    free(y);
+    lh_quant_ctx_free(ctx);
+}
+
+/*
+ * What clipping is for: at 2 bits, a few outliers stretch an absmax scale so
+ * that most values land on the two inner levels.  Clipping at 2 RMS cuts the
+ * error on N(0,1) data with 0.1% outliers of 8..12 sigma, in every grouping
+ * and with either rounding; on plain N(0,1) 1.5 RMS is the better clip.
+ */
+static void test_clip_lowers_error(void)
+{
+    size_t rows = 1024, cols = 256, n = rows * cols;
+    float *x = outlier_tensor(n, 51, 0.001), *gx = gauss_tensor(n, 52);
+    for (int grouping = 0; grouping < 3; grouping++)
+        for (int sr = 0; sr < 2; sr++) {
+            lh_quant_params p = lh_quant_params_default(2);
+            p.grouping = (lh_grouping)grouping;
+            p.group_size = grouping == LH_GROUP_BLOCK ? 64 : 0;
+            p.rounding = sr ? LH_ROUND_STOCHASTIC : LH_ROUND_NEAREST;
+            double e0 = roundtrip(&p, x, rows, cols, NULL);
+            p.clip_rms = 2.0f;
+            double e2 = roundtrip(&p, x, rows, cols, NULL);
+            int ok = e2 < e0 - 0.08 && (grouping == LH_GROUP_BLOCK || e2 < 0.5 * e0);
+            if (!ok)
+                fprintf(stderr, "\n  outliers, 2 bits, grouping %d, %s: rel_l2 absmax %.4f, clip 2 %.4f", grouping,
+                        sr ? "stochastic" : "nearest", e0, e2);
+            CU_ASSERT(ok);
+        }
+    lh_quant_params p = lh_quant_params_default(2);
+    double e0 = roundtrip(&p, gx, rows, cols, NULL);
+    p.clip_rms = 1.5f;
+    double e15 = roundtrip(&p, gx, rows, cols, NULL);
+    p.clip_rms = 2.0f;
+    double e2 = roundtrip(&p, gx, rows, cols, NULL);
+    if (!(e15 < e0 - 0.15 && e2 < e0 - 0.1))
+        fprintf(stderr, "\n  N(0,1), 2 bits, per channel: rel_l2 absmax %.4f, clip 1.5 %.4f, clip 2 %.4f", e0, e15,
+                e2);
+    CU_ASSERT(e15 < e0 - 0.15);
+    CU_ASSERT(e2 < e0 - 0.1);
+    free(x);
+    free(gx);
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -517,6 +858,10 @@ int main(void)
         {"zstd stage", test_zstd_stage},
         {"bad frames rejected", test_bad_frames_rejected},
         {"known answers", test_known_answers},
+        {"clip params checked", test_clip_params_checked},
+        {"clip zero identical", test_clip_zero_identical},
+        {"clip scale in frame", test_clip_scale_in_frame},
+        {"clip lowers error", test_clip_lowers_error},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"compress_quant", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};

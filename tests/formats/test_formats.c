@@ -174,6 +174,7 @@ static const broken_case broken_cases[] = {
     {"job_heads.json", LH_ERR_FORMAT, "$.model.heads: 3 heads do not divide 100 channels"},
     {"job_micro.json", LH_ERR_FORMAT, "$.batch.micro_batch: must divide batch_size (8), got 3"},
     {"job_bits.json", LH_ERR_FORMAT, "$.compression.forward_bits: must be in [1, 8], got 9"},
+    {"job_clip.json", LH_ERR_FORMAT, "$.compression.clip: must be in [0, 1e+06], got -1"},
     {"job_mode.json", LH_ERR_FORMAT, "$.compression.mode: \"gzip\" is not one of: fp32, aqsgd, directq"},
     {"job_seq.json", LH_ERR_FORMAT, "$.batch.seq_len: 64 is longer than the model context 32"},
     {"job_missing_model.json", LH_ERR_FORMAT, "$.model: required field is missing"},

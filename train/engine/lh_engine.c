@@ -218,9 +218,11 @@ static lh_status open_datasets(lh_engine *e, const uint16_t *tokens, size_t n_to
     cfg.split = LH_SPLIT_TRAIN;
     lh_status st = lh_dataset_create_from_tokens(tokens, n_tokens, &cfg, &e->train);
     if (st) return lh_fail_prefix(st, "engine: training data");
-    if (lh_dataset_replica_samples(e->train) < 1)
-        return lh_fail(LH_ERR_INVALID_ARG, "engine: replica %d has no training samples of %d tokens", e->replica,
-                       e->seq);
+    if (lh_dataset_replica_samples(e->train) < (uint64_t)e->job.batch.batch_size)
+        return lh_fail(LH_ERR_INVALID_ARG,
+                       "engine: replica %d has %llu training samples of %d tokens, fewer than a batch (%d)",
+                       e->replica, (unsigned long long)lh_dataset_replica_samples(e->train), e->seq,
+                       e->job.batch.batch_size);
     if (e->job.data.val_fraction > 0) {
         cfg.split = LH_SPLIT_VAL;
         cfg.shuffle = 0;
@@ -237,6 +239,9 @@ static lh_status open_codecs(lh_engine *e)
     if (st) return st;
     e->forward_params = params_for(&e->job, c->forward_bits);
     e->backward_params = params_for(&e->job, c->backward_bits);
+    /* Clipping is for the forward path, where 2-3 bit deltas gain most; at the backward path's widths
+     * (4+ bits) the normal grid is already tuned for absmax scales and clipping raises the error. */
+    e->forward_params.clip_rms = (float)c->clip;
     size_t n = tensor_floats(e);
     e->msg_cap = n * sizeof(float) + 4096;
     if (c->mode == LH_COMPRESS_AQSGD) {
@@ -609,9 +614,16 @@ static lh_status global_grad_norm(lh_engine *e, double *norm)
     return st ? lh_fail_prefix(st, "exchanging gradient norms over the pipeline") : LH_OK;
 }
 
+/* A step's batch never spans two epochs (the remainder of an epoch is dropped): spanning one could put a
+ * sample in it twice, and AQ-SGD keys one cache entry per sample. */
 static lh_status load_step_batches(lh_engine *e)
 {
     size_t per_micro = (size_t)e->micro * e->seq;
+    lh_dataset_position pos = lh_dataset_tell(e->train);
+    if (pos.index + (uint64_t)e->job.batch.batch_size > lh_dataset_replica_samples(e->train)) {
+        lh_status st = lh_dataset_seek(e->train, (lh_dataset_position){pos.epoch + 1, 0});
+        if (st) return st;
+    }
     for (int i = 0; i < e->micro_batches; i++) {
         lh_status st = lh_dataset_next_batch(e->train, (uint32_t)e->micro, e->tokens + i * per_micro,
                                              e->targets + i * per_micro, e->ids + (size_t)i * e->micro);

@@ -102,10 +102,12 @@ lh_status lh_engine_verify_replicas(lh_engine *e);
 
 /**
  * Collective: write a checkpoint of the current step under folder `root`
- * (every stage of replica 0 writes its own part, rank 0 commits with a
- * manifest and the LATEST pointer, keeping job.checkpoint.keep of them).
- * Replicas are verified to agree first.  Layout and guarantees:
- * lh_engine_checkpoint.c and docs/training.md.
+ * (every stage of replica 0 writes its own part, every rank that holds codec
+ * state, AQ-SGD caches or error-feedback residuals, writes its own state
+ * file, rank 0 commits with a manifest and the LATEST pointer once all are
+ * written and read back, keeping job.checkpoint.keep of them).  Replicas are
+ * verified to agree first.  Layout and guarantees: lh_engine_checkpoint.c,
+ * docs/training.md and docs/formats.md.
  */
 lh_status lh_engine_save_checkpoint(lh_engine *e, const char *root);
 
@@ -113,9 +115,44 @@ lh_status lh_engine_save_checkpoint(lh_engine *e, const char *root);
  * Collective: if `root` holds a committed checkpoint, load this rank's stage
  * (parameters, AdamW moments) from its parts, whatever partition wrote them,
  * and restore the step and the dataset position; *resumed says whether one
- * was found.
+ * was found.  When the checkpoint was written on the same plan (stages,
+ * replicas, layer split, codecs in use), the codec state (AQ-SGD caches,
+ * error-feedback residuals) is restored too and a state file that fails to
+ * verify is an error; on another plan the codecs start empty (logged).
  */
 lh_status lh_engine_resume(lh_engine *e, const char *root, int *resumed);
+
+/** Sections of an engine codec-state file (state_r<R>_s<S>.lhst; docs/formats.md). */
+typedef enum lh_engine_state_kind {
+    LH_ENGINE_STATE_AQ_SEND = 1, /* AQ-SGD cache of the link to the next stage (an "LHAS" state) */
+    LH_ENGINE_STATE_AQ_RECV = 2, /* AQ-SGD cache of the link from the previous stage ("LHAS") */
+    LH_ENGINE_STATE_GRAD = 3     /* data-parallel error-feedback residuals ("LHCS") */
+} lh_engine_state_kind;
+
+#define LH_ENGINE_STATE_MAX_SECTIONS 3
+
+/** A parsed engine state file; section data points into the parsed buffer. */
+typedef struct lh_engine_state_info {
+    int replica, stage;   /* the rank that wrote it */
+    int replicas, stages; /* the plan's shape */
+    int64_t step;         /* the checkpoint's step */
+    uint64_t plan_key;    /* fingerprint of the plan and codec layout (also in MANIFEST.json) */
+    int n_sections;
+    struct {
+        lh_engine_state_kind kind;
+        const uint8_t *data;
+        size_t bytes;
+    } sections[LH_ENGINE_STATE_MAX_SECTIONS];
+} lh_engine_state_info;
+
+/**
+ * Parse and verify the frame of an engine state file held in memory: magic,
+ * version, header, section table (known kinds, each at most once, sizes
+ * within the file), exact length and CRC-32C.  The sections themselves are
+ * verified by their codec when loaded.  Errors (LH_ERR_TRUNCATED / FORMAT /
+ * UNSUPPORTED / CORRUPT) say what is wrong; the caller adds the file name.
+ */
+lh_status lh_engine_state_parse(const void *buf, size_t len, lh_engine_state_info *info);
 
 /**
  * Collective: load starting weights (llm.c or longhaul format) into every
