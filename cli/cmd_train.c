@@ -298,16 +298,23 @@ static void progress_add(progress *p, const lh_step_report *r)
     p->last = *r;
 }
 
+/* This rank's index among the ranks on its host, and their number. */
+static void host_position(int *local_rank, int *local_ranks)
+{
+    MPI_Comm local;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local);
+    MPI_Comm_rank(local, local_rank);
+    MPI_Comm_size(local, local_ranks);
+    MPI_Comm_free(&local);
+}
+
 /* Ranks on this host share its cores: give each an equal share of threads
  * unless the user chose with OMP_NUM_THREADS. */
 static void choose_threads(void)
 {
     if (getenv("OMP_NUM_THREADS")) return;
-    MPI_Comm local;
-    int local_ranks = 1;
-    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local);
-    MPI_Comm_size(local, &local_ranks);
-    MPI_Comm_free(&local);
+    int local_rank = 0, local_ranks = 1;
+    host_position(&local_rank, &local_ranks);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = cores > local_ranks ? (int)(cores / local_ranks) : 1;
     lh_model_set_threads(threads);
@@ -450,6 +457,11 @@ static lh_status run(const train_request *args, int rank, int size)
     size_t n_tokens = 0;
     if (!st) st = lh_data_load_tokens(job.data.train, (uint32_t)job.model.vocab, &tokens, &n_tokens);
     lh_engine *engine = NULL;
+    if (!st && job.device != LH_DEVICE_CPU) {
+        int local_rank = 0, local_ranks = 1;
+        host_position(&local_rank, &local_ranks);
+        st = lh_compute_device_bind(job.device, local_rank);
+    }
     if (!st) st = lh_engine_create(&job, plan, world, tokens, n_tokens, &engine);
 
     /* Where to start: a committed checkpoint of this job, else the initial weights, else the seed. */

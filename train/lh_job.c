@@ -23,6 +23,8 @@ static const char *const compress_mode_names[] = {"fp32", "aqsgd", "directq", NU
 static const char *const schedule_names[] = {"gpipe", "1f1b", NULL};
 static const char *const lr_schedule_names[] = {"cosine", "linear", "constant", NULL};
 static const char *const rounding_names[] = {"nearest", "stochastic", NULL};
+/* indexed by lh_compute_device (lh_model.h) */
+static const char *const device_names[] = {"cpu", "cuda", NULL};
 
 const char *lh_compress_mode_name(lh_compress_mode m)
 {
@@ -57,6 +59,7 @@ void lh_job_defaults(lh_job *job)
     job->log_every = 1;
     job->verify_every = 10;
     job->peer_timeout_s = 60.0;
+    job->device = LH_DEVICE_CPU;
 }
 
 typedef lh_status (*section_reader)(lh_jpath *p, json_object *obj, lh_job *job);
@@ -271,7 +274,7 @@ lh_status lh_job_parse(const char *name, const char *text, size_t len, lh_job *o
     static const char *const keys[] = {"format",      "version",   "name",       "seed",       "model",
                                        "data",        "batch",     "optimizer",  "pipeline",   "placement",
                                        "compression", "checkpoint", "security",  "output_dir", "log_every",
-                                       "eval_every",  "verify_every", "peer_timeout_s", NULL};
+                                       "eval_every",  "verify_every", "peer_timeout_s", "device", NULL};
     st = lh_json_check_header(&p, root, JOB_FORMAT, JOB_VERSION, &version);
     if (!st) st = lh_json_check_keys(&p, root, keys);
     if (!st) st = lh_json_opt_string(&p, root, "name", out->name, sizeof out->name, NULL);
@@ -298,6 +301,9 @@ lh_status lh_job_parse(const char *name, const char *text, size_t len, lh_job *o
     if (!st) st = lh_json_opt_int(&p, root, "eval_every", 0, INT64_C(1) << 40, &out->eval_every, NULL);
     if (!st) st = lh_json_opt_int(&p, root, "verify_every", 0, INT64_C(1) << 40, &out->verify_every, NULL);
     if (!st) st = lh_json_opt_double(&p, root, "peer_timeout_s", 0.1, 86400.0, &out->peer_timeout_s, NULL);
+    int device = (int)out->device;
+    if (!st) st = lh_json_opt_enum(&p, root, "device", device_names, &device, NULL);
+    out->device = (lh_compute_device)device;
     if (!st) st = check_cross_fields(&p, out);
     json_object_put(root);
     return st;

@@ -1,7 +1,8 @@
 /*
  * lh_job: a training or serving job as the user describes it in job.json
  * (docs/formats.md, "job"): model shape, data, batch sizes, optimizer,
- * pipeline schedule, placement, compression and checkpoints.  The loader
+ * pipeline schedule, placement, compression, checkpoints and the compute
+ * device of every stage ("device": "cpu" | "cuda").  The loader
  * validates every field and every cross-field rule (heads divide channels,
  * micro-batches divide the batch, ...) and fills defaults for what is absent.
  */
@@ -11,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lh_model.h" /* lh_compute_device */
 #include "lh_status.h"
 
 #ifdef __cplusplus
@@ -92,6 +94,7 @@ typedef struct lh_job {
     lh_job_compression compression;
     lh_job_checkpoint checkpoint;
     lh_job_security security;
+    lh_compute_device device; /* where every stage runs its math: LH_DEVICE_CPU (default) or LH_DEVICE_CUDA */
     char output_dir[LH_PATH_MAX];
     int64_t log_every;
     int64_t eval_every;   /* 0 = only at the end */

@@ -11,7 +11,15 @@
  * backward walks the layers one at a time and only ever needs the gradient of
  * the current residual stream plus one layer's temporaries.  Residual
  * connections are identities, so a single running buffer `d_residual` carries
- * the residual-stream gradient through the whole backward pass.
+ * the residual-stream gradient through the whole backward pass.  How a slot
+ * and the scratch are carved into tensors is lh_model_layout.h, shared with
+ * the device half so that both run on the same plan.
+ *
+ * Devices.  A CUDA stage keeps this file's host half (parameters, gradients,
+ * moments, segments, argument checks, slot bookkeeping) and hands the math to
+ * its device half in lh_model_cuda.c; the flags in `struct lh_stage` record
+ * which copy is newer, following the rules in lh_model.h ("Devices").  The
+ * host activation buffers are not allocated for a CUDA stage.
  */
 #include "lh_model.h"
 
@@ -23,6 +31,8 @@
 
 #include "lh_layers.h"
 #include "lh_math.h"
+#include "lh_model_cuda.h"
+#include "lh_model_layout.h"
 
 /* ---- shapes ---- */
 
@@ -89,26 +99,13 @@ lh_stage_spec lh_stage_spec_whole(const lh_model_config *config)
 
 /* ---- the stage ---- */
 
-/* Saved activations of one layer for one micro-batch (pointers into a slot's buffer). */
-typedef struct layer_acts {
-    float *ln1, *ln1_mean, *ln1_rstd; /* (B,T,C), (B,T), (B,T) */
-    float *qkv;                       /* (B,T,3C) */
-    float *atty;                      /* (B,T,C) attention output before the projection */
-    float *att;                       /* (B,NH,T,T) softmax probabilities */
-    float *residual2;                 /* (B,T,C) input + attention branch */
-    float *ln2, *ln2_mean, *ln2_rstd; /* (B,T,C), (B,T), (B,T) */
-    float *fch, *fch_gelu;            /* (B,T,4C) */
-    float *residual3;                 /* (B,T,C) layer output */
-} layer_acts;
-
+/* One activation slot: its bookkeeping, and the tensors of lh_model_layout.h in one buffer. */
 typedef struct slot_acts {
     int B, T;        /* shape of the saved forward; 0 = nothing saved */
     int has_targets; /* the forward computed probs/loss, so backward may run */
     float *buffer;
     int32_t *tokens, *targets; /* (B,T) copies: embedding backward, loss backward */
-    float *input;              /* (B,T,C) residual stream entering the first owned layer */
-    layer_acts *layers;        /* layer_count */
-    float *lnf, *lnf_mean, *lnf_rstd, *probs, *losses;
+    lh_slot_acts saved;        /* pointers into buffer */
 } slot_acts;
 
 /* A range of parameters with one weight-decay setting. */
@@ -116,6 +113,13 @@ typedef struct param_segment {
     int64_t offset, count;
     int decay;
 } param_segment;
+
+/* Which copy of a CUDA stage's gradients is newer (see lh_model.h, "Devices"). */
+enum {
+    GRADS_SYNCED = 0, /* host == device (after a backward) */
+    GRADS_ZERO,       /* host is zero; the device accumulator must be cleared before the next backward */
+    GRADS_HOST_NEWER  /* the host may have been written; upload it before the next backward */
+};
 
 struct lh_stage {
     lh_model_config cfg;
@@ -127,16 +131,18 @@ struct lh_stage {
     param_segment *segments;
     int segment_count;
     slot_acts *acts;
-    /* shared scratch (not needed across forward/backward) */
-    float *scratch;
-    float *proj;        /* (B,T,C) matmul output before the residual add */
-    float *logits;      /* (B,T,Vp), reused as dlogits in backward */
-    float *d_residual;  /* (B,T,C) */
-    float *d_ln;        /* (B,T,C) */
-    float *d_atty;      /* (B,T,C) */
-    float *d_qkv;       /* (B,T,3C) */
-    float *d_fch;       /* (B,T,4C) */
-    float *d_fch_gelu;  /* (B,T,4C) */
+    /* shared scratch (not needed across forward/backward); CPU stages only */
+    float *scratch_buffer;
+    lh_scratch_acts scratch; /* pointers into scratch_buffer */
+    float *logits;           /* (B,T,Vp) host logits: scratch.logits, or a CUDA stage's host copy */
+    /* CUDA stages only (device == LH_DEVICE_CUDA) */
+    lh_compute_device device;
+    lh_stage_gpu *gpu;        /* the device half */
+    int gpu_params_stale;     /* host parameters may differ from the device's: upload before compute */
+    int gpu_grads;            /* GRADS_* */
+    int gpu_logits_pending;   /* the device holds logits of the last forward that the host lacks */
+    int64_t gpu_logits_rows;  /* B*T of that forward */
+    float *gpu_losses;        /* (max B*T) host copy of the per-position losses */
 };
 
 static void *zalloc_floats(int64_t n)
@@ -150,10 +156,28 @@ static void add_segment(lh_stage *s, int64_t offset, int64_t count, int decay)
     s->segments[s->segment_count++] = (param_segment){offset, count, decay};
 }
 
+const char *lh_compute_device_name(lh_compute_device device)
+{
+    switch (device) {
+    case LH_DEVICE_CPU: return "cpu";
+    case LH_DEVICE_CUDA: return "cuda";
+    default: return "unknown";
+    }
+}
+
 lh_status lh_stage_create(const lh_model_config *config, const lh_stage_spec *spec, int max_batch, int max_seq,
                           int slots, lh_stage **out)
 {
+    return lh_stage_create_on(config, spec, max_batch, max_seq, slots, LH_DEVICE_CPU, out);
+}
+
+lh_status lh_stage_create_on(const lh_model_config *config, const lh_stage_spec *spec, int max_batch, int max_seq,
+                             int slots, lh_compute_device device, lh_stage **out)
+{
     *out = NULL;
+    if (device != LH_DEVICE_CPU && device != LH_DEVICE_CUDA)
+        return lh_fail(LH_ERR_INVALID_ARG, "stage: unknown device %d (use LH_DEVICE_CPU or LH_DEVICE_CUDA)",
+                       (int)device);
     lh_model_config cfg = *config;
     lh_status st = lh_model_config_check(&cfg);
     if (st) return st;
@@ -179,6 +203,7 @@ lh_status lh_stage_create(const lh_model_config *config, const lh_stage_spec *sp
     s->max_B = max_batch;
     s->max_T = max_seq;
     s->slots = slots;
+    s->device = device;
 
     int64_t C = cfg.channels, Vp = cfg.padded_vocab_size, maxT = cfg.max_seq_len;
     int64_t LP = lh_layer_param_floats(cfg.channels);
@@ -210,6 +235,18 @@ lh_status lh_stage_create(const lh_model_config *config, const lh_stage_spec *sp
         }
     }
     s->param_count = off;
+    if (device == LH_DEVICE_CUDA) {
+        /* the device half first: a build or machine without CUDA fails before the big host allocations */
+        lh_stage_gpu_shape shape = {cfg, *spec, max_batch, max_seq, slots, off, s->layers_offset, s->head_offset,
+                                    s->wte_offset};
+        st = lh_stage_gpu_create(&shape, &s->gpu);
+        if (st) {
+            lh_stage_free(s);
+            return st;
+        }
+        s->gpu_params_stale = 1;
+        s->gpu_grads = GRADS_ZERO;
+    }
     s->params = zalloc_floats(off);
     s->grads = zalloc_floats(off);
     s->m = zalloc_floats(off);
@@ -217,57 +254,31 @@ lh_status lh_stage_create(const lh_model_config *config, const lh_stage_spec *sp
     if (!s->params || !s->grads || !s->m || !s->v) goto nomem;
 
     /* activations per slot */
-    int64_t BT = (int64_t)max_batch * max_seq, NH = cfg.num_heads;
-    int64_t per_layer = 16 * BT * C + 4 * BT + (int64_t)max_batch * NH * max_seq * max_seq;
-    int64_t head = spec->has_head ? BT * C + 2 * BT + BT * Vp + BT : 0;
-    int64_t slot_floats = BT * C + spec->layer_count * per_layer + head;
+    lh_act_dims dims = lh_act_dims_of(&cfg, spec, max_batch, max_seq);
+    int64_t BT = dims.BT;
     s->acts = calloc((size_t)slots, sizeof(slot_acts));
     if (!s->acts) goto nomem;
+    if (device == LH_DEVICE_CUDA) {
+        /* activations live on the device; the host keeps the slots' shapes, the logits and the losses */
+        s->logits = spec->has_head ? zalloc_floats(BT * Vp) : NULL;
+        s->gpu_losses = zalloc_floats(BT);
+        if ((spec->has_head && !s->logits) || !s->gpu_losses) goto nomem;
+        *out = s;
+        return LH_OK;
+    }
     for (int k = 0; k < slots; k++) {
         slot_acts *a = &s->acts[k];
-        a->buffer = zalloc_floats(slot_floats);
+        a->buffer = zalloc_floats(lh_slot_floats(&dims));
         a->tokens = calloc((size_t)BT, sizeof(int32_t));
         a->targets = calloc((size_t)BT, sizeof(int32_t));
-        a->layers = calloc((size_t)(spec->layer_count > 0 ? spec->layer_count : 1), sizeof(layer_acts));
-        if (!a->buffer || !a->tokens || !a->targets || !a->layers) goto nomem;
-        float *p = a->buffer;
-        a->input = p; p += BT * C;
-        for (int l = 0; l < spec->layer_count; l++) {
-            layer_acts *la = &a->layers[l];
-            la->ln1 = p; p += BT * C;
-            la->ln1_mean = p; p += BT;
-            la->ln1_rstd = p; p += BT;
-            la->qkv = p; p += 3 * BT * C;
-            la->atty = p; p += BT * C;
-            la->att = p; p += (int64_t)max_batch * NH * max_seq * max_seq;
-            la->residual2 = p; p += BT * C;
-            la->ln2 = p; p += BT * C;
-            la->ln2_mean = p; p += BT;
-            la->ln2_rstd = p; p += BT;
-            la->fch = p; p += 4 * BT * C;
-            la->fch_gelu = p; p += 4 * BT * C;
-            la->residual3 = p; p += BT * C;
-        }
-        if (spec->has_head) {
-            a->lnf = p; p += BT * C;
-            a->lnf_mean = p; p += BT;
-            a->lnf_rstd = p; p += BT;
-            a->probs = p; p += BT * Vp;
-            a->losses = p; p += BT;
-        }
+        a->saved.layers = calloc((size_t)(spec->layer_count > 0 ? spec->layer_count : 1), sizeof(lh_layer_acts));
+        if (!a->buffer || !a->tokens || !a->targets || !a->saved.layers) goto nomem;
+        lh_slot_layout(&dims, a->buffer, &a->saved);
     }
-    int64_t scratch_floats = BT * C * 4 + 3 * BT * C + 8 * BT * C + (spec->has_head ? BT * Vp : 0);
-    s->scratch = zalloc_floats(scratch_floats);
-    if (!s->scratch) goto nomem;
-    float *p = s->scratch;
-    s->proj = p; p += BT * C;
-    s->d_residual = p; p += BT * C;
-    s->d_ln = p; p += BT * C;
-    s->d_atty = p; p += BT * C;
-    s->d_qkv = p; p += 3 * BT * C;
-    s->d_fch = p; p += 4 * BT * C;
-    s->d_fch_gelu = p; p += 4 * BT * C;
-    s->logits = spec->has_head ? p : NULL;
+    s->scratch_buffer = zalloc_floats(lh_scratch_floats(&dims, 0));
+    if (!s->scratch_buffer) goto nomem;
+    lh_scratch_layout(&dims, 0, s->scratch_buffer, &s->scratch);
+    s->logits = s->scratch.logits;
     *out = s;
     return LH_OK;
 nomem:
@@ -284,10 +295,13 @@ void lh_stage_free(lh_stage *s)
             free(s->acts[k].buffer);
             free(s->acts[k].tokens);
             free(s->acts[k].targets);
-            free(s->acts[k].layers);
+            free(s->acts[k].saved.layers);
         }
     free(s->acts);
-    free(s->scratch);
+    free(s->scratch_buffer);
+    if (s->device == LH_DEVICE_CUDA) free(s->logits); /* a CPU stage's logits are part of its scratch */
+    free(s->gpu_losses);
+    lh_stage_gpu_free(s->gpu);
     free(s->segments);
     free(s->params);
     free(s->grads);
@@ -301,14 +315,49 @@ const lh_stage_spec *lh_stage_get_spec(const lh_stage *s) { return &s->spec; }
 int64_t lh_stage_param_count(const lh_stage *s) { return s->param_count; }
 int lh_stage_max_batch(const lh_stage *s) { return s->max_B; }
 int lh_stage_max_seq(const lh_stage *s) { return s->max_T; }
-float *lh_stage_params(lh_stage *s) { return s->params; }
-float *lh_stage_grads(lh_stage *s) { return s->grads; }
+lh_compute_device lh_stage_device(const lh_stage *s) { return s->device; }
+
+/* A writable host pointer to the parameters (grads = 0) or gradients was handed out: on a CUDA stage the
+ * device copy may be out of date from now on. */
+static void host_written(lh_stage *s, int grads)
+{
+    if (!s->gpu) return;
+    if (grads) s->gpu_grads = GRADS_HOST_NEWER;
+    else s->gpu_params_stale = 1;
+}
+
+float *lh_stage_params(lh_stage *s)
+{
+    host_written(s, 0);
+    return s->params;
+}
+
+float *lh_stage_grads(lh_stage *s)
+{
+    host_written(s, 1);
+    return s->grads;
+}
+
 float *lh_stage_adam_m(lh_stage *s) { return s->m; }
 float *lh_stage_adam_v(lh_stage *s) { return s->v; }
 int64_t lh_stage_wte_offset(const lh_stage *s) { return s->wte_offset; }
-const float *lh_stage_logits(const lh_stage *s) { return s->logits; }
 
-static float *buf(lh_stage *s, int grads) { return grads ? s->grads : s->params; }
+const float *lh_stage_logits(const lh_stage *cs)
+{
+    /* the lazy copy updates a cache inside the stage; stages are never created const */
+    lh_stage *s = (lh_stage *)cs;
+    if (s->gpu && s->gpu_logits_pending && s->logits) {
+        if (lh_stage_gpu_download_logits(s->gpu, s->gpu_logits_rows, s->logits)) return NULL;
+        s->gpu_logits_pending = 0;
+    }
+    return s->logits;
+}
+
+static float *buf(lh_stage *s, int grads)
+{
+    host_written(s, grads);
+    return grads ? s->grads : s->params;
+}
 
 float *lh_stage_layer_tensor(lh_stage *s, int layer, lh_layer_tensor which, int grads)
 {
@@ -399,6 +448,10 @@ void lh_stage_init_params(lh_stage *s, uint64_t seed)
     memset(s->grads, 0, (size_t)s->param_count * sizeof(float));
     memset(s->m, 0, (size_t)s->param_count * sizeof(float));
     memset(s->v, 0, (size_t)s->param_count * sizeof(float));
+    if (s->gpu) {
+        s->gpu_params_stale = 1;
+        s->gpu_grads = GRADS_ZERO;
+    }
 }
 
 /* ---- forward / backward ---- */
@@ -409,6 +462,41 @@ static lh_status check_tokens(const int32_t *tokens, int64_t n, int V, const cha
         if (tokens[i] < 0 || tokens[i] >= V)
             return lh_fail(LH_ERR_INVALID_ARG, "stage: %s[%lld] = %d outside the vocabulary [0, %d)", what,
                            (long long)i, tokens[i], V);
+    return LH_OK;
+}
+
+/* Upload the host parameters if they may have changed since the last upload (CUDA stages). */
+static lh_status gpu_sync_params(lh_stage *s)
+{
+    if (!s->gpu_params_stale) return LH_OK;
+    lh_status st = lh_stage_gpu_upload_params(s->gpu, s->params);
+    if (!st) s->gpu_params_stale = 0;
+    return st;
+}
+
+/* lh_stage_forward on the device half; the arguments are checked. */
+static lh_status gpu_forward(lh_stage *s, int slot, int B, int T, const int32_t *tokens, const float *input,
+                             const int32_t *targets, float *output, float *loss)
+{
+    int64_t BT = (int64_t)B * T;
+    slot_acts *a = &s->acts[slot];
+    if (!s->spec.has_head) targets = NULL;
+    s->gpu_logits_pending = 0;
+    lh_status st = gpu_sync_params(s);
+    if (!st) st = lh_stage_gpu_forward(s->gpu, slot, B, T, tokens, input, targets, output, s->gpu_losses);
+    if (st) return lh_fail_prefix(st, "stage forward (cuda)");
+    if (s->spec.has_head) {
+        s->gpu_logits_pending = 1;
+        s->gpu_logits_rows = BT;
+        if (targets) {
+            double sum = 0.0; /* the CPU stage's order */
+            for (int64_t i = 0; i < BT; i++) sum += s->gpu_losses[i];
+            if (loss) *loss = (float)(sum / (double)BT);
+            a->has_targets = 1;
+        }
+    }
+    a->B = B;
+    a->T = T;
     return LH_OK;
 }
 
@@ -426,48 +514,53 @@ lh_status lh_stage_forward(lh_stage *s, int slot, int B, int T, const int32_t *t
     a->B = 0;
     a->has_targets = 0;
     lh_status st;
+    /* every argument is checked before any work, so both devices fail alike */
     if (s->spec.has_embedding) {
         if (!tokens) return lh_fail(LH_ERR_INVALID_ARG, "stage forward: the first stage needs tokens");
         if ((st = check_tokens(tokens, BT, V, "tokens"))) return st;
-        memcpy(a->tokens, tokens, (size_t)BT * sizeof(int32_t));
-        lh_encoder_forward(a->input, tokens, lh_stage_wte(s, 0), lh_stage_wpe(s, 0), B, T, C);
-    } else {
-        if (!input) return lh_fail(LH_ERR_INVALID_ARG, "stage forward: a stage after the first needs input activations");
-        memcpy(a->input, input, (size_t)(BT * C) * sizeof(float));
+    } else if (!input) {
+        return lh_fail(LH_ERR_INVALID_ARG, "stage forward: a stage after the first needs input activations");
     }
-    if (s->spec.has_head && targets) {
-        if ((st = check_tokens(targets, BT, V, "targets"))) return st;
-        memcpy(a->targets, targets, (size_t)BT * sizeof(int32_t));
-    }
+    if (s->spec.has_head && targets && (st = check_tokens(targets, BT, V, "targets"))) return st;
     if (!s->spec.has_head && !output) return lh_fail(LH_ERR_INVALID_ARG, "stage forward: output buffer is NULL");
+    if (s->gpu) return gpu_forward(s, slot, B, T, tokens, input, targets, output, loss);
 
-    const float *residual = a->input;
+    if (s->spec.has_embedding) {
+        memcpy(a->tokens, tokens, (size_t)BT * sizeof(int32_t));
+        lh_encoder_forward(a->saved.input, tokens, lh_stage_wte(s, 0), lh_stage_wpe(s, 0), B, T, C);
+    } else {
+        memcpy(a->saved.input, input, (size_t)(BT * C) * sizeof(float));
+    }
+    if (s->spec.has_head && targets) memcpy(a->targets, targets, (size_t)BT * sizeof(int32_t));
+
+    const float *residual = a->saved.input;
     for (int i = 0; i < s->spec.layer_count; i++) {
         int l = s->spec.first_layer + i;
-        layer_acts *la = &a->layers[i];
+        lh_layer_acts *la = &a->saved.layers[i];
         float *(*w)(lh_stage *, int, lh_layer_tensor, int) = lh_stage_layer_tensor;
         lh_layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, residual, w(s, l, LH_LN1W, 0), w(s, l, LH_LN1B, 0),
                              (int)BT, C);
         lh_matmul_forward(la->qkv, la->ln1, w(s, l, LH_QKVW, 0), w(s, l, LH_QKVB, 0), (int)BT, C, 3 * C);
         lh_attention_forward(la->atty, la->att, la->qkv, B, T, C, NH);
-        lh_matmul_forward(s->proj, la->atty, w(s, l, LH_ATTPROJW, 0), w(s, l, LH_ATTPROJB, 0), (int)BT, C, C);
-        lh_residual_forward(la->residual2, residual, s->proj, BT * C);
+        lh_matmul_forward(s->scratch.proj, la->atty, w(s, l, LH_ATTPROJW, 0), w(s, l, LH_ATTPROJB, 0), (int)BT, C, C);
+        lh_residual_forward(la->residual2, residual, s->scratch.proj, BT * C);
         lh_layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->residual2, w(s, l, LH_LN2W, 0),
                              w(s, l, LH_LN2B, 0), (int)BT, C);
         lh_matmul_forward(la->fch, la->ln2, w(s, l, LH_FCW, 0), w(s, l, LH_FCB, 0), (int)BT, C, 4 * C);
         lh_gelu_forward(la->fch_gelu, la->fch, BT * 4 * C);
-        lh_matmul_forward(s->proj, la->fch_gelu, w(s, l, LH_FCPROJW, 0), w(s, l, LH_FCPROJB, 0), (int)BT, 4 * C, C);
-        lh_residual_forward(la->residual3, la->residual2, s->proj, BT * C);
+        lh_matmul_forward(s->scratch.proj, la->fch_gelu, w(s, l, LH_FCPROJW, 0), w(s, l, LH_FCPROJB, 0), (int)BT,
+                          4 * C, C);
+        lh_residual_forward(la->residual3, la->residual2, s->scratch.proj, BT * C);
         residual = la->residual3;
     }
     if (s->spec.has_head) {
-        lh_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, residual, lh_stage_lnfw(s, 0), lh_stage_lnfb(s, 0),
-                             (int)BT, C);
-        lh_matmul_forward(s->logits, a->lnf, lh_stage_wte(s, 0), NULL, (int)BT, C, Vp);
+        lh_layernorm_forward(a->saved.lnf, a->saved.lnf_mean, a->saved.lnf_rstd, residual, lh_stage_lnfw(s, 0),
+                             lh_stage_lnfb(s, 0), (int)BT, C);
+        lh_matmul_forward(s->logits, a->saved.lnf, lh_stage_wte(s, 0), NULL, (int)BT, C, Vp);
         if (targets) {
-            lh_softmax_crossentropy_forward(a->probs, a->losses, s->logits, a->targets, BT, V, Vp);
+            lh_softmax_crossentropy_forward(a->saved.probs, a->saved.losses, s->logits, a->targets, BT, V, Vp);
             double sum = 0.0;
-            for (int64_t i = 0; i < BT; i++) sum += a->losses[i];
+            for (int64_t i = 0; i < BT; i++) sum += a->saved.losses[i];
             if (loss) *loss = (float)(sum / (double)BT);
             a->has_targets = 1;
         }
@@ -477,6 +570,21 @@ lh_status lh_stage_forward(lh_stage *s, int slot, int B, int T, const int32_t *t
     a->B = B;
     a->T = T;
     return LH_OK;
+}
+
+/* lh_stage_backward on the device half; the arguments are checked. */
+static lh_status gpu_backward(lh_stage *s, int slot, const float *d_output, float grad_scale, float *d_input)
+{
+    slot_acts *a = &s->acts[slot];
+    s->gpu_logits_pending = 0; /* the device logits become dlogits */
+    lh_status st = gpu_sync_params(s);
+    if (!st && s->gpu_grads == GRADS_ZERO) st = lh_stage_gpu_upload_grads(s->gpu, NULL);
+    if (!st && s->gpu_grads == GRADS_HOST_NEWER) st = lh_stage_gpu_upload_grads(s->gpu, s->grads);
+    if (!st) st = lh_stage_gpu_backward(s->gpu, slot, a->B, a->T, d_output, grad_scale, d_input);
+    if (!st) st = lh_stage_gpu_download_grads(s->gpu, s->grads);
+    /* after a failure the host buffer is the reference again (the device may hold part of this backward) */
+    s->gpu_grads = st ? GRADS_HOST_NEWER : GRADS_SYNCED;
+    return st ? lh_fail_prefix(st, "stage backward (cuda)") : LH_OK;
 }
 
 lh_status lh_stage_backward(lh_stage *s, int slot, const float *d_output, float grad_scale, float *d_input)
@@ -489,45 +597,48 @@ lh_status lh_stage_backward(lh_stage *s, int slot, const float *d_output, float 
         return lh_fail(LH_ERR_INVALID_ARG, "stage backward: the forward in slot %d had no targets", slot);
     if (!s->spec.has_head && !d_output) return lh_fail(LH_ERR_INVALID_ARG, "stage backward: d_output is NULL");
     if (!s->spec.has_embedding && !d_input) return lh_fail(LH_ERR_INVALID_ARG, "stage backward: d_input is NULL");
+    if (s->gpu) return gpu_backward(s, slot, d_output, grad_scale, d_input);
     int B = a->B, T = a->T, C = s->cfg.channels, NH = s->cfg.num_heads, V = s->cfg.vocab_size,
         Vp = s->cfg.padded_vocab_size;
     int64_t BT = (int64_t)B * T;
     int N = (int)BT;
-    float *dres = s->d_residual;
-    const float *last_residual = s->spec.layer_count > 0 ? a->layers[s->spec.layer_count - 1].residual3 : a->input;
+    float *dres = s->scratch.d_residual;
+    const float *last_residual =
+        s->spec.layer_count > 0 ? a->saved.layers[s->spec.layer_count - 1].residual3 : a->saved.input;
 
     if (s->spec.has_head) {
         float *dlogits = s->logits; /* the logits are not needed any more */
-        lh_softmax_crossentropy_backward(dlogits, a->probs, a->targets, grad_scale / (float)BT, BT, V, Vp);
-        lh_matmul_backward(s->d_ln, lh_stage_wte(s, 1), NULL, dlogits, a->lnf, lh_stage_wte(s, 0), N, C, Vp);
+        lh_softmax_crossentropy_backward(dlogits, a->saved.probs, a->targets, grad_scale / (float)BT, BT, V, Vp);
+        lh_matmul_backward(s->scratch.d_ln, lh_stage_wte(s, 1), NULL, dlogits, a->saved.lnf, lh_stage_wte(s, 0), N,
+                           C, Vp);
         memset(dres, 0, (size_t)(BT * C) * sizeof(float));
-        lh_layernorm_backward(dres, lh_stage_lnfw(s, 1), lh_stage_lnfb(s, 1), s->d_ln, last_residual,
-                              lh_stage_lnfw(s, 0), a->lnf_mean, a->lnf_rstd, N, C);
+        lh_layernorm_backward(dres, lh_stage_lnfw(s, 1), lh_stage_lnfb(s, 1), s->scratch.d_ln, last_residual,
+                              lh_stage_lnfw(s, 0), a->saved.lnf_mean, a->saved.lnf_rstd, N, C);
     } else {
         memcpy(dres, d_output, (size_t)(BT * C) * sizeof(float));
     }
 
     for (int i = s->spec.layer_count - 1; i >= 0; i--) {
         int l = s->spec.first_layer + i;
-        layer_acts *la = &a->layers[i];
-        const float *residual = i > 0 ? a->layers[i - 1].residual3 : a->input;
+        lh_layer_acts *la = &a->saved.layers[i];
+        const float *residual = i > 0 ? a->saved.layers[i - 1].residual3 : a->saved.input;
         float *(*w)(lh_stage *, int, lh_layer_tensor, int) = lh_stage_layer_tensor;
         /* residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))): dres is d residual3 */
-        lh_matmul_backward(s->d_fch_gelu, w(s, l, LH_FCPROJW, 1), w(s, l, LH_FCPROJB, 1), dres, la->fch_gelu,
+        lh_matmul_backward(s->scratch.d_fch_gelu, w(s, l, LH_FCPROJW, 1), w(s, l, LH_FCPROJB, 1), dres, la->fch_gelu,
                            w(s, l, LH_FCPROJW, 0), N, 4 * C, C);
-        lh_gelu_backward(s->d_fch, la->fch, s->d_fch_gelu, BT * 4 * C);
-        lh_matmul_backward(s->d_ln, w(s, l, LH_FCW, 1), w(s, l, LH_FCB, 1), s->d_fch, la->ln2, w(s, l, LH_FCW, 0), N,
-                           C, 4 * C);
-        lh_layernorm_backward(dres, w(s, l, LH_LN2W, 1), w(s, l, LH_LN2B, 1), s->d_ln, la->residual2,
+        lh_gelu_backward(s->scratch.d_fch, la->fch, s->scratch.d_fch_gelu, BT * 4 * C);
+        lh_matmul_backward(s->scratch.d_ln, w(s, l, LH_FCW, 1), w(s, l, LH_FCB, 1), s->scratch.d_fch, la->ln2,
+                           w(s, l, LH_FCW, 0), N, C, 4 * C);
+        lh_layernorm_backward(dres, w(s, l, LH_LN2W, 1), w(s, l, LH_LN2B, 1), s->scratch.d_ln, la->residual2,
                               w(s, l, LH_LN2W, 0), la->ln2_mean, la->ln2_rstd, N, C);
         /* dres is now d residual2; residual2 = residual + attproj(attention(qkv(ln1(residual)))) */
-        lh_matmul_backward(s->d_atty, w(s, l, LH_ATTPROJW, 1), w(s, l, LH_ATTPROJB, 1), dres, la->atty,
+        lh_matmul_backward(s->scratch.d_atty, w(s, l, LH_ATTPROJW, 1), w(s, l, LH_ATTPROJB, 1), dres, la->atty,
                            w(s, l, LH_ATTPROJW, 0), N, C, C);
-        lh_attention_backward(s->d_qkv, s->d_atty, la->qkv, la->att, B, T, C, NH);
-        lh_matmul_backward(s->d_ln, w(s, l, LH_QKVW, 1), w(s, l, LH_QKVB, 1), s->d_qkv, la->ln1, w(s, l, LH_QKVW, 0), N,
-                           C, 3 * C);
-        lh_layernorm_backward(dres, w(s, l, LH_LN1W, 1), w(s, l, LH_LN1B, 1), s->d_ln, residual, w(s, l, LH_LN1W, 0),
-                              la->ln1_mean, la->ln1_rstd, N, C);
+        lh_attention_backward(s->scratch.d_qkv, s->scratch.d_atty, la->qkv, la->att, B, T, C, NH);
+        lh_matmul_backward(s->scratch.d_ln, w(s, l, LH_QKVW, 1), w(s, l, LH_QKVB, 1), s->scratch.d_qkv, la->ln1,
+                           w(s, l, LH_QKVW, 0), N, C, 3 * C);
+        lh_layernorm_backward(dres, w(s, l, LH_LN1W, 1), w(s, l, LH_LN1B, 1), s->scratch.d_ln, residual,
+                              w(s, l, LH_LN1W, 0), la->ln1_mean, la->ln1_rstd, N, C);
     }
     if (s->spec.has_embedding)
         lh_encoder_backward(lh_stage_wte(s, 1), lh_stage_wpe(s, 1), dres, a->tokens, B, T, C);
@@ -541,6 +652,7 @@ lh_status lh_stage_backward(lh_stage *s, int slot, const float *d_output, float 
 void lh_stage_zero_grads(lh_stage *s)
 {
     memset(s->grads, 0, (size_t)s->param_count * sizeof(float));
+    if (s->gpu) s->gpu_grads = GRADS_ZERO;
 }
 
 double lh_stage_grad_sumsq(const lh_stage *s)
@@ -561,6 +673,7 @@ void lh_stage_scale_grads(lh_stage *s, float scale)
     int64_t n = s->param_count;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) g[i] *= scale;
+    if (s->gpu) s->gpu_grads = GRADS_HOST_NEWER;
 }
 
 lh_status lh_stage_adamw_step(lh_stage *s, const lh_adamw_params *p, int64_t step)
@@ -583,6 +696,7 @@ lh_status lh_stage_adamw_step(lh_stage *s, const lh_adamw_params *p, int64_t ste
         for (int64_t i = 0; i < n; i++)
             w[i] = lh_adamw_update(w[i], g[i], &m[i], &v[i], p->lr, p->beta1, p->beta2, p->eps, wd, bc1, bc2);
     }
+    if (s->gpu) s->gpu_params_stale = 1;
     return LH_OK;
 }
 

@@ -24,6 +24,40 @@
  * consumes it.  The whole-model case uses one slot.
  *
  * Gradients accumulate over backward calls until lh_stage_zero_grads().
+ *
+ * Devices.  A stage runs its math on the CPU (lh_stage_create, or
+ * lh_stage_create_on with LH_DEVICE_CPU) or on a CUDA GPU (LH_DEVICE_CUDA,
+ * implemented in lh_model_cuda.c with the kernels of cuda/lh_train_cuda.h).
+ * Every function below has the same contract for both; only the numbers
+ * differ, by float rounding (cuBLAS sums in another order than OpenBLAS).  On
+ * a CUDA stage:
+ *  - forward and backward take and return HOST buffers (tokens, targets,
+ *    input, output, d_output, d_input, *loss) and copy them to and from the
+ *    device; the activations saved per slot, the parameter copy used by the
+ *    kernels and the gradient accumulator live on the device.
+ *  - The host buffers (lh_stage_params / grads / adam_m / adam_v and the typed
+ *    views) stay AUTHORITATIVE and keep the layer-major layout: checkpoints,
+ *    the data-parallel all-reduce, the tied-wte sum, grad_sumsq, scale_grads
+ *    and the AdamW step all work on them, on the CPU.
+ *  - Parameters: the device copy is marked stale by lh_stage_init_params,
+ *    lh_stage_adamw_step and by every call that returns a writable pointer to
+ *    parameters (lh_stage_params, lh_stage_layer_tensor / wte / wpe / lnfw /
+ *    lnfb with grads = 0); the next forward or backward uploads the whole
+ *    buffer first.  So write parameters through a pointer fetched AFTER the
+ *    last forward/backward (as checkpoint loaders do), never through one kept
+ *    from before it.
+ *  - Gradients: backward accumulates on the device and then downloads the
+ *    whole accumulated gradient into the host buffer before it returns, so
+ *    after any backward the host gradients are current.  lh_stage_zero_grads
+ *    and lh_stage_init_params clear the host buffer and have the next backward
+ *    clear the device one; lh_stage_scale_grads and every call that returns a
+ *    writable pointer to gradients (lh_stage_grads, the typed views with
+ *    grads = 1) make the next backward upload the host gradients first (so an
+ *    all-reduce written through lh_stage_grads is what further backwards add
+ *    to).  AdamW moments exist on the host only.
+ *  - Logits are copied from the device on the first lh_stage_logits call after
+ *    a forward (lazily: training never reads them).
+ * A stage is not thread-safe on either device.
  */
 #ifndef LH_MODEL_H
 #define LH_MODEL_H
@@ -96,13 +130,49 @@ lh_stage_spec lh_stage_spec_whole(const lh_model_config *config);
 
 typedef struct lh_stage lh_stage;
 
+/** Where a stage runs its math. */
+typedef enum lh_compute_device {
+    LH_DEVICE_CPU = 0, /* OpenMP + OpenBLAS (always available) */
+    LH_DEVICE_CUDA = 1 /* the current CUDA device, cuBLAS + kernels (CUDA builds with a GPU) */
+} lh_compute_device;
+
+/** "cpu" or "cuda" (the names job files use); "unknown" for other values. */
+const char *lh_compute_device_name(lh_compute_device device);
+
 /**
- * Create a stage of `config` running `spec`, able to process batches of up to
- * max_batch x max_seq tokens, with `slots` (>= 1) activation sets.  Parameters
- * are zero until lh_stage_init_params() or a checkpoint load.
+ * Choose this process's GPU before creating CUDA stages: ranks sharing a host
+ * take GPUs round-robin by their rank on the host (`local_rank`), GPU
+ * local_rank mod count.  A no-op for LH_DEVICE_CPU; LH_ERR_UNSUPPORTED without
+ * CUDA support or without a device.
+ */
+lh_status lh_compute_device_bind(lh_compute_device device, int local_rank);
+
+/**
+ * Create a CPU stage of `config` running `spec`, able to process batches of up
+ * to max_batch x max_seq tokens, with `slots` (>= 1) activation sets.
+ * Parameters are zero until lh_stage_init_params() or a checkpoint load.
+ * Same as lh_stage_create_on(..., LH_DEVICE_CPU, out).
  */
 lh_status lh_stage_create(const lh_model_config *config, const lh_stage_spec *spec, int max_batch, int max_seq,
                           int slots, lh_stage **out);
+
+/**
+ * lh_stage_create on a chosen device.  LH_DEVICE_CUDA uses the current CUDA
+ * device (device 0 unless the caller selected another with
+ * lh_compute_device_bind or CUDA_VISIBLE_DEVICES) and allocates the parameters, one gradient
+ * accumulator, the activation slots and the scratch there, besides the host
+ * parameter / gradient / moment buffers.  It fails with LH_ERR_UNSUPPORTED
+ * when this build has no CUDA support or when no CUDA device is present (never
+ * falling back to the CPU), with LH_ERR_CAPACITY when device memory runs out,
+ * LH_ERR_INTERNAL for another CUDA error and LH_ERR_INVALID_ARG for an
+ * unknown device.  See "Devices" above for when the
+ * host and device copies are synchronised.
+ */
+lh_status lh_stage_create_on(const lh_model_config *config, const lh_stage_spec *spec, int max_batch, int max_seq,
+                             int slots, lh_compute_device device, lh_stage **out);
+
+/** The device a stage runs on. */
+lh_compute_device lh_stage_device(const lh_stage *stage);
 
 /** Free a stage (NULL is accepted). */
 void lh_stage_free(lh_stage *stage);
@@ -118,7 +188,11 @@ int lh_stage_max_seq(const lh_stage *stage);
 /** Floats in this stage's parameter (and gradient, and each AdamW moment) buffer. */
 int64_t lh_stage_param_count(const lh_stage *stage);
 
-/** The flat layer-major parameter / gradient / AdamW buffers (lh_stage_param_count floats each). */
+/**
+ * The flat layer-major parameter / gradient / AdamW buffers (lh_stage_param_count floats each), on the host.
+ * On a CUDA stage lh_stage_params marks the device parameters stale and lh_stage_grads the device
+ * gradients (see "Devices"); the pointers themselves never change.
+ */
 float *lh_stage_params(lh_stage *stage);
 float *lh_stage_grads(lh_stage *stage);
 float *lh_stage_adam_m(lh_stage *stage);
@@ -127,11 +201,16 @@ float *lh_stage_adam_v(lh_stage *stage);
 /**
  * Typed views.  lh_stage_layer_tensor returns tensor `which` of GLOBAL layer
  * `layer` (must be owned) in the parameter buffer, or in the gradient buffer
- * when `grads` is set; NULL when not owned.
+ * when `grads` is set; NULL when not owned.  Like lh_stage_params /
+ * lh_stage_grads, these views mark the device copy of that buffer stale on a
+ * CUDA stage.
  */
 float *lh_stage_layer_tensor(lh_stage *stage, int layer, lh_layer_tensor which, int grads);
 
-/** Embedding / head views (NULL when the stage lacks that part). wte is (Vp,C), wpe (maxT,C), lnf (C). */
+/**
+ * Embedding / head views (NULL when the stage lacks that part). wte is (Vp,C), wpe (maxT,C), lnf (C).
+ * On a CUDA stage they mark the device copy of the parameters (grads = 0) or gradients stale.
+ */
 float *lh_stage_wte(lh_stage *stage, int grads);
 float *lh_stage_wpe(lh_stage *stage, int grads);
 float *lh_stage_lnfw(lh_stage *stage, int grads);
@@ -151,7 +230,8 @@ int64_t lh_stage_wte_offset(const lh_stage *stage);
  * wte rows 0).  Each tensor's values depend only on (seed, global layer,
  * tensor), never on the partition, so any split of the model starts from the
  * same weights as the whole model and both wte copies are equal.  Also clears
- * gradients and AdamW moments.
+ * gradients and AdamW moments.  Runs on the host for every device (a CUDA
+ * stage uploads the parameters at its next forward/backward).
  */
 void lh_stage_init_params(lh_stage *stage, uint64_t seed);
 
@@ -162,7 +242,9 @@ void lh_stage_init_params(lh_stage *stage, uint64_t seed);
  *  - last stage: computes logits (lh_stage_logits); when `targets` (B,T) is
  *    given, also the mean cross-entropy into *loss (may be NULL) and saves what
  *    backward needs.  `output` unused.
- * Fails with LH_ERR_INVALID_ARG for out-of-range sizes, slots or token ids.
+ * Fails with LH_ERR_INVALID_ARG for out-of-range sizes, slots or token ids
+ * (checked before any work, on both devices), and on a CUDA stage with
+ * LH_ERR_INTERNAL when a CUDA call fails.
  */
 lh_status lh_stage_forward(lh_stage *stage, int slot, int B, int T, const int32_t *tokens, const float *input,
                            const int32_t *targets, float *output, float *loss);
@@ -174,16 +256,21 @@ lh_status lh_stage_forward(lh_stage *stage, int slot, int B, int T, const int32_
  *    The forward must have been given targets.
  *  - other stages: `d_output` (B,T,C) is the gradient of the stage output.
  *  - not first stage: writes `d_input` (B,T,C); first stage: `d_input` unused.
+ * On a CUDA stage the host gradient buffer holds the whole accumulated
+ * gradient when this returns.
  */
 lh_status lh_stage_backward(lh_stage *stage, int slot, const float *d_output, float grad_scale, float *d_input);
 
 /**
  * Logits (B,T,Vp) of the last forward on a head stage (row stride Vp; only the
  * first V columns are meaningful); valid until the next forward or backward.
+ * NULL on a stage without the head.  On a CUDA stage the first call after a
+ * forward copies them from the device; NULL if that copy fails (the reason is
+ * in lh_last_error()).
  */
 const float *lh_stage_logits(const lh_stage *stage);
 
-/** Set all gradients to zero. */
+/** Set all gradients to zero (on a CUDA stage the device accumulator is cleared at the next backward). */
 void lh_stage_zero_grads(lh_stage *stage);
 
 /**
@@ -194,7 +281,7 @@ void lh_stage_zero_grads(lh_stage *stage);
  */
 double lh_stage_grad_sumsq(const lh_stage *stage);
 
-/** Multiply all gradients by `scale` (gradient clipping). */
+/** Multiply all gradients by `scale` (gradient clipping), on the host buffer for every device. */
 void lh_stage_scale_grads(lh_stage *stage, float scale);
 
 /** AdamW hyper-parameters (lr comes from the schedule each step). */
@@ -206,7 +293,8 @@ typedef struct lh_adamw_params {
  * One AdamW step with 1-based step number `step` (bias correction).  Weight
  * decay applies to the matrices and embeddings (wte, wpe, qkvw, attprojw,
  * fcw, fcprojw) and not to biases or LayerNorm gains, as in GPT-2/nanoGPT
- * training.
+ * training.  Runs on the host buffers for every device; a CUDA stage uploads
+ * the new parameters at its next forward/backward.
  */
 lh_status lh_stage_adamw_step(lh_stage *stage, const lh_adamw_params *params, int64_t step);
 

@@ -7,7 +7,7 @@
 # data-parallel gradients.  Prints tokens/s (mean over steps after a warm-up)
 # and each run's ratio to fp32 at 10 Gbit/s.
 #   [STAGES=2 REPLICAS=2 BATCH=8 MICRO=2 FW=4 BW=8 CLIP=0] scripts/experiments/slow_links.sh [OUT_DIR] [TIME_SCALE] [STEPS]
-# With REPLICAS=1 there is no data-parallel traffic and the third column equals the second.
+# With REPLICAS=1 there is no data-parallel traffic: the third column repeats the second.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=$(realpath -m "${1:-$root/runs/slow_links}")
@@ -39,7 +39,9 @@ for mbps in 10000 1000 500 100; do
   "devices": [ $(for i in $(seq 0 $((ranks - 1))); do printf '%s{ "id": %d, "flops": 1e12, "memory_bytes": 1e10 }' "$([ "$i" -gt 0 ] && echo ', ')" "$i"; done) ],
   "default_link": { "latency_ms": 1, "bandwidth_gbps": $gbps } }
 TOPO
-  for mode in fp32 aqsgd aqsgd_grad4; do
+  modes="fp32 aqsgd aqsgd_grad4"
+  [ "$replicas" = 1 ] && modes="fp32 aqsgd" # no data-parallel gradients to compress
+  for mode in $modes; do
     name="${mode}_${mbps}"
     [ -f "$name/metrics.jsonl" ] && grep -q '"event": "end"' "$name/metrics.jsonl" && continue
     cmode=$mode; gbits=0
@@ -63,7 +65,8 @@ tps() { awk -F'"tokens_per_s": ' 'NF > 1 { split($2, a, ","); n++; if (n > 9) { 
 base=$(tps fp32_10000)
 printf '| link | fp32 tok/s | AQ-SGD tok/s | AQ-SGD + 4-bit grads tok/s | AQ-SGD vs fp32@10G | AQ+grads vs fp32 same link |\n|---|---|---|---|---|---|\n' | tee table.md
 for mbps in 10000 1000 500 100; do
-  f=$(tps "fp32_$mbps"); a=$(tps "aqsgd_$mbps"); g=$(tps "aqsgd_grad4_$mbps")
+  f=$(tps "fp32_$mbps"); a=$(tps "aqsgd_$mbps"); g=$a
+  [ "$replicas" = 1 ] || g=$(tps "aqsgd_grad4_$mbps")
   awk -v m="$mbps" -v f="$f" -v a="$a" -v g="$g" -v b="$base" \
     'BEGIN { printf "| %d Mbit/s | %d | %d | %d | %.2fx | %.2fx |\n", m, f, a, g, a / b, g / f }' | tee -a table.md
 done

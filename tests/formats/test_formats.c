@@ -176,6 +176,7 @@ static const broken_case broken_cases[] = {
     {"job_bits.json", LH_ERR_FORMAT, "$.compression.forward_bits: must be in [1, 8], got 9"},
     {"job_clip.json", LH_ERR_FORMAT, "$.compression.clip: must be in [0, 1e+06], got -1"},
     {"job_mode.json", LH_ERR_FORMAT, "$.compression.mode: \"gzip\" is not one of: fp32, aqsgd, directq"},
+    {"job_device.json", LH_ERR_FORMAT, "$.device: \"tpu\" is not one of: cpu, cuda"},
     {"job_seq.json", LH_ERR_FORMAT, "$.batch.seq_len: 64 is longer than the model context 32"},
     {"job_missing_model.json", LH_ERR_FORMAT, "$.model: required field is missing"},
     {"job_typo.json", LH_ERR_FORMAT, "$.optimiser: unknown field"},

@@ -13,9 +13,13 @@
 #include "lh_checkpoint.h"
 #include "lh_generate.h"
 #include "lh_io.h"
+#include "lh_job.h"
 #include "lh_model.h"
 #include "lh_optim.h"
 #include "lh_test.h"
+#if LH_TRAIN_HAVE_CUDA
+#include "lh_train_cuda.h"
+#endif
 
 #ifndef LH_GOLDEN_DIR
 #error "LH_GOLDEN_DIR must point at tests/train/golden"
@@ -311,6 +315,54 @@ static void test_bad_arguments(void)
     lh_adamw_params ap = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 1.0f, .eps = 1e-8f, .weight_decay = 0};
     LH_ASSERT_FAILS_WITH(lh_stage_adamw_step(s, &ap, 1), LH_ERR_INVALID_ARG, "beta2");
     lh_stage_free(s);
+}
+
+/* The device choice: CPU always; CUDA only in a CUDA build on a machine with a GPU, never a silent fallback. */
+static void test_device_choice(void)
+{
+    lh_model_config c = small_config();
+    lh_stage_spec spec = lh_stage_spec_whole(&c);
+    lh_stage *s = NULL;
+    LH_ASSERT_OK(lh_stage_create_on(&c, &spec, 1, 4, 1, LH_DEVICE_CPU, &s));
+    CU_ASSERT_EQUAL(lh_stage_device(s), LH_DEVICE_CPU);
+    lh_stage_free(s);
+    LH_ASSERT_OK(lh_stage_create(&c, &spec, 1, 4, 1, &s));
+    CU_ASSERT_EQUAL(lh_stage_device(s), LH_DEVICE_CPU);
+    lh_stage_free(s);
+    LH_ASSERT_FAILS_WITH(lh_stage_create_on(&c, &spec, 1, 4, 1, (lh_compute_device)7, &s), LH_ERR_INVALID_ARG,
+                         "unknown device 7");
+    CU_ASSERT_PTR_NULL(s);
+    CU_ASSERT_STRING_EQUAL(lh_compute_device_name(LH_DEVICE_CPU), "cpu");
+    CU_ASSERT_STRING_EQUAL(lh_compute_device_name(LH_DEVICE_CUDA), "cuda");
+    lh_status st = lh_stage_create_on(&c, &spec, 1, 4, 1, LH_DEVICE_CUDA, &s);
+#if LH_TRAIN_HAVE_CUDA
+    if (lh_cuda_device_count() == 0) {
+        LH_ASSERT_FAILS_WITH(st, LH_ERR_UNSUPPORTED, "no CUDA device");
+        CU_ASSERT_PTR_NULL(s);
+    } else {
+        LH_ASSERT_OK(st);
+        CU_ASSERT_EQUAL(lh_stage_device(s), LH_DEVICE_CUDA);
+        lh_stage_free(s);
+    }
+#else
+    LH_ASSERT_FAILS_WITH(st, LH_ERR_UNSUPPORTED, "no CUDA support");
+    CU_ASSERT_PTR_NULL(s);
+#endif
+
+    /* the job's "device" field selects it (default "cpu") */
+    const char *base = "{\"format\":\"longhaul-job\",\"version\":1,\"model\":{\"layers\":2,\"channels\":16,"
+                       "\"heads\":2,\"context\":8,\"vocab\":37},\"batch\":{\"batch_size\":2}";
+    char text[512];
+    lh_job job;
+    snprintf(text, sizeof text, "%s}", base);
+    LH_ASSERT_OK(lh_job_parse("job.json", text, strlen(text), &job));
+    CU_ASSERT_EQUAL(job.device, LH_DEVICE_CPU);
+    snprintf(text, sizeof text, "%s,\"device\":\"cuda\"}", base);
+    LH_ASSERT_OK(lh_job_parse("job.json", text, strlen(text), &job));
+    CU_ASSERT_EQUAL(job.device, LH_DEVICE_CUDA);
+    snprintf(text, sizeof text, "%s,\"device\":\"gpu\"}", base);
+    LH_ASSERT_FAILS_WITH(lh_job_parse("job.json", text, strlen(text), &job), LH_ERR_FORMAT,
+                         "job.json: $.device: \"gpu\" is not one of: cpu, cuda");
 }
 
 /* ---- optimizer pieces ---- */
@@ -693,6 +745,7 @@ CU_TestInfo model_tests[] = {
     {"split stages compute what the whole model does", test_split_matches_whole},
     {"activation slots and gradient accumulation", test_slots_and_accumulation},
     {"bad arguments are refused with clear errors", test_bad_arguments},
+    {"device choice: CPU, CUDA or a clear LH_ERR_UNSUPPORTED", test_device_choice},
     {"learning-rate schedule and clipping", test_lr_schedule_and_clip},
     {"AdamW by hand", test_adamw_by_hand},
     {"llm.c export/import round trip and bad files", test_llmc_round_trip},

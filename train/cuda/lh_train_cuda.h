@@ -31,6 +31,9 @@ typedef struct lh_cuda_ctx lh_cuda_ctx;
 /** Number of usable CUDA devices (0, not an error, when there is no driver or device). */
 int lh_cuda_device_count(void);
 
+/** Make device `index` (0 .. count-1) current for this host thread (cudaSetDevice). */
+lh_status lh_cuda_set_device(int index);
+
 /** Create a context (stream + cuBLAS handle) on the current device. */
 lh_status lh_cuda_ctx_create(lh_cuda_ctx **out);
 
@@ -40,7 +43,13 @@ void lh_cuda_ctx_free(lh_cuda_ctx *ctx);
 /** Wait for the context's work; reports any asynchronous kernel error. */
 lh_status lh_cuda_sync(lh_cuda_ctx *ctx);
 
-/** Device memory helpers. */
+/**
+ * Device memory helpers.  lh_cuda_alloc fails with LH_ERR_CAPACITY when the
+ * device is out of memory (LH_ERR_INTERNAL for other CUDA errors); upload and
+ * download are synchronous cudaMemcpy calls on the legacy default stream, so
+ * they are ordered with the context's (blocking) stream; lh_cuda_zero is a
+ * cudaMemset on that stream too.
+ */
 lh_status lh_cuda_alloc(void **ptr, size_t bytes);
 void lh_cuda_release(void *ptr);
 lh_status lh_cuda_upload(void *device_dst, const void *host_src, size_t bytes);

@@ -320,6 +320,14 @@ int lh_cuda_device_count(void)
     return count;
 }
 
+lh_status lh_cuda_set_device(int index)
+{
+    cudaError_t err = cudaSetDevice(index);
+    if (err != cudaSuccess)
+        return lh_fail(LH_ERR_UNSUPPORTED, "cuda: cannot use device %d: %s", index, cudaGetErrorString(err));
+    return LH_OK;
+}
+
 lh_status lh_cuda_ctx_create(lh_cuda_ctx **out)
 {
     *out = NULL;
@@ -348,7 +356,16 @@ void lh_cuda_ctx_free(lh_cuda_ctx *ctx)
 
 lh_status lh_cuda_sync(lh_cuda_ctx *ctx) { return cuda_check(cudaStreamSynchronize(ctx->stream), "synchronize"); }
 
-lh_status lh_cuda_alloc(void **ptr, size_t bytes) { return cuda_check(cudaMalloc(ptr, bytes), "malloc"); }
+lh_status lh_cuda_alloc(void **ptr, size_t bytes)
+{
+    cudaError_t err = cudaMalloc(ptr, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError(); /* not sticky: clear it so later calls do not report it */
+        *ptr = NULL;
+        return lh_fail(LH_ERR_CAPACITY, "cuda: out of device memory allocating %zu bytes", bytes);
+    }
+    return cuda_check(err, "malloc");
+}
 
 void lh_cuda_release(void *ptr)
 {

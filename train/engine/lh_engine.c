@@ -340,7 +340,7 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
                           .has_embedding = stage == 0,
                           .has_head = stage == plan->stages - 1};
     if (!st) st = lh_model_config_check(&cfg);
-    if (!st) st = lh_stage_create(&cfg, &spec, e->micro, e->seq, e->slots, &e->model);
+    if (!st) st = lh_stage_create_on(&cfg, &spec, e->micro, e->seq, e->slots, job->device, &e->model);
     if (!st) lh_stage_init_params(e->model, job->seed);
     if (!st) st = open_datasets(e, tokens, n_tokens);
     if (!st) {
