@@ -186,9 +186,10 @@ lh_status lh_comm_bcast(lh_comm *c, void *buf, size_t bytes, int root);
 /**
  * Collective: did every rank succeed?  Each rank passes its own status; a
  * failing rank gets its own status and message back, the others get
- * LH_ERR_MISMATCH saying that `what` failed on another rank (whose message
- * names the cause).  Lets a group fail together instead of some ranks
- * waiting in a later collective for a peer that gave up.
+ * LH_ERR_MISMATCH saying that `what` failed on rank R, with the first failing
+ * rank's message.  Lets a group fail together instead of some ranks waiting
+ * in a later collective for a peer that gave up, and whichever rank reports
+ * first names the cause.
  */
 lh_status lh_comm_agree(lh_comm *c, lh_status mine, const char *what);
 

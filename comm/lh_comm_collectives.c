@@ -233,10 +233,21 @@ lh_status lh_comm_agree(lh_comm *c, lh_status mine, const char *what)
 {
     char message[1024];
     snprintf(message, sizeof message, "%s", lh_last_error()); /* the exchange may overwrite it */
-    float failed = mine ? 1.0f : 0.0f;
-    lh_status st = lh_comm_allreduce_f32(c, &failed, 1);
+    int n = lh_comm_size(c), first = -1;
+    uint8_t flag = mine != LH_OK, *flags = malloc((size_t)n);
+    if (!flags) return lh_fail(LH_ERR_NOMEM, "agree: out of memory");
+    lh_status st = lh_comm_allgather(c, &flag, 1, flags);
+    for (int r = 0; r < n && !st && first < 0; r++)
+        if (flags[r]) first = r;
+    free(flags);
+    /* Every rank gets the first failing rank's own message, so whichever rank reports the failure (a job
+     * ending in MPI_Abort may only show the first) names the cause. */
+    char cause[1024];
+    memcpy(cause, message, sizeof cause);
+    if (!st && first >= 0) st = lh_comm_bcast(c, cause, sizeof cause, first);
+    cause[sizeof cause - 1] = '\0';
     if (mine) return lh_fail(mine, "%s", message);
     if (st) return st;
-    if (failed > 0) return lh_fail(LH_ERR_MISMATCH, "%s failed on another rank (its message names the cause)", what);
+    if (first >= 0) return lh_fail(LH_ERR_MISMATCH, "%s failed on rank %d: %s", what, first, cause);
     return LH_OK;
 }
