@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lh_bytes.h"
 #include "lh_comm_internal.h"
 #include "lh_io.h"
 
@@ -221,25 +222,6 @@ lh_status lh_callreduce_run(lh_callreduce *a, float *data, uint64_t step)
 #define CR_STATE_VERSION 1
 #define CR_STATE_HEADER  56
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 size_t lh_callreduce_state_bytes(const lh_callreduce *a)
 {
     if (!a) return 0;
@@ -259,19 +241,19 @@ lh_status lh_callreduce_save_state(const lh_callreduce *a, void *dst_v, size_t d
                        "compressed allreduce save state: destination holds %zu bytes, %zu needed", dst_cap,
                        need);
     memcpy(dst, CR_STATE_MAGIC, 4);
-    put32(dst + 4, CR_STATE_VERSION);
-    put64(dst + 8, a->n);
-    put32(dst + 16, (uint32_t)a->size);
-    put32(dst + 20, (uint32_t)a->rank);
-    put64(dst + 24, a->off[a->rank]);
-    put64(dst + 32, a->cnt[a->rank]);
-    put64(dst + 40, w);
-    put64(dst + 48, s);
+    lh_put_le32(dst + 4, CR_STATE_VERSION);
+    lh_put_le64(dst + 8, a->n);
+    lh_put_le32(dst + 16, (uint32_t)a->size);
+    lh_put_le32(dst + 20, (uint32_t)a->rank);
+    lh_put_le64(dst + 24, a->off[a->rank]);
+    lh_put_le64(dst + 32, a->cnt[a->rank]);
+    lh_put_le64(dst + 40, w);
+    lh_put_le64(dst + 48, s);
     size_t len;
     lh_status st = lh_grad_save_state(a->worker, dst + CR_STATE_HEADER, w, &len);
     if (!st) st = lh_grad_save_state(a->server, dst + CR_STATE_HEADER + w, s, &len);
     if (st) return lh_fail_prefix(st, "compressed allreduce save state");
-    put32(dst + need - 4, lh_crc32c(0, dst, need - 4));
+    lh_put_le32(dst + need - 4, lh_crc32c(0, dst, need - 4));
     *dst_len = need;
     return LH_OK;
 }
@@ -288,10 +270,10 @@ lh_status lh_callreduce_state_peek(const void *src, size_t len, lh_callreduce_st
     if (memcmp(s, CR_STATE_MAGIC, 4) != 0)
         return lh_fail(LH_ERR_FORMAT,
                        "compressed allreduce state: bad magic (not a compressed allreduce state)");
-    if (get32(s + 4) != CR_STATE_VERSION)
+    if (lh_get_le32(s + 4) != CR_STATE_VERSION)
         return lh_fail(LH_ERR_UNSUPPORTED, "compressed allreduce state: version %u, this build reads %d",
-                       get32(s + 4), CR_STATE_VERSION);
-    uint64_t w = get64(s + 40), sv = get64(s + 48);
+                       lh_get_le32(s + 4), CR_STATE_VERSION);
+    uint64_t w = lh_get_le64(s + 40), sv = lh_get_le64(s + 48);
     uint64_t room = len - CR_STATE_HEADER - 4;
     if (w > room || sv > room - w)
         return lh_fail(LH_ERR_TRUNCATED,
@@ -301,16 +283,16 @@ lh_status lh_callreduce_state_peek(const void *src, size_t len, lh_callreduce_st
     if (w + sv < room)
         return lh_fail(LH_ERR_FORMAT, "compressed allreduce state: %llu trailing bytes",
                        (unsigned long long)(room - w - sv));
-    uint32_t want = get32(s + len - 4), got = lh_crc32c(0, s, len - 4);
+    uint32_t want = lh_get_le32(s + len - 4), got = lh_crc32c(0, s, len - 4);
     if (want != got)
         return lh_fail(LH_ERR_CORRUPT,
                        "compressed allreduce state: CRC-32C mismatch (stored %08x, computed %08x)", want,
                        got);
-    info->n = get64(s + 8);
-    info->ranks = get32(s + 16);
-    info->rank = get32(s + 20);
-    info->block_offset = get64(s + 24);
-    info->block_count = get64(s + 32);
+    info->n = lh_get_le64(s + 8);
+    info->ranks = lh_get_le32(s + 16);
+    info->rank = lh_get_le32(s + 20);
+    info->block_offset = lh_get_le64(s + 24);
+    info->block_count = lh_get_le64(s + 32);
     if (info->ranks == 0 || info->rank >= info->ranks)
         return lh_fail(LH_ERR_FORMAT, "compressed allreduce state: rank %u of a group of %u", info->rank,
                        info->ranks);

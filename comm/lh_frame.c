@@ -15,31 +15,8 @@
 
 #include <sodium.h>
 
+#include "lh_bytes.h"
 #include "lh_io.h"
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 const char *lh_frame_kind_name(int kind)
 {
@@ -59,7 +36,7 @@ size_t lh_frame_bound(size_t payload_len, int sealed)
 
 static void make_nonce(uint8_t nonce[12], uint64_t seq, uint8_t channel)
 {
-    put_u64(nonce, seq);
+    lh_put_le64(nonce, seq);
     nonce[8] = channel;
     nonce[9] = nonce[10] = nonce[11] = 0;
 }
@@ -81,19 +58,19 @@ lh_status lh_frame_seal(const lh_frame_header *h, const void *payload, const uin
     size_t need = lh_frame_bound(h->payload_len, key != NULL);
     if (cap < need) return lh_fail(LH_ERR_CAPACITY, "frame seal: need %zu bytes, buffer has %zu", need, cap);
     uint8_t *o = out;
-    put_u32(o + 0, LH_FRAME_MAGIC);
+    lh_put_le32(o + 0, LH_FRAME_MAGIC);
     o[4] = LH_FRAME_VERSION;
     o[5] = h->kind;
     o[6] = key ? LH_FRAME_FLAG_SEALED : 0;
     o[7] = h->channel;
-    put_u32(o + 8, h->src);
-    put_u32(o + 12, h->dst);
-    put_u64(o + 16, h->seq);
-    put_u64(o + 24, h->msg_len);
-    put_u64(o + 32, h->offset);
-    put_u64(o + 40, h->deliver_at_ns);
-    put_u32(o + 48, h->payload_len);
-    put_u32(o + 52, lh_crc32c(0, o, 52));
+    lh_put_le32(o + 8, h->src);
+    lh_put_le32(o + 12, h->dst);
+    lh_put_le64(o + 16, h->seq);
+    lh_put_le64(o + 24, h->msg_len);
+    lh_put_le64(o + 32, h->offset);
+    lh_put_le64(o + 40, h->deliver_at_ns);
+    lh_put_le32(o + 48, h->payload_len);
+    lh_put_le32(o + 52, lh_crc32c(0, o, 52));
     uint8_t *body = o + LH_FRAME_HEADER_BYTES;
     if (key) {
         if (!sodium_ready()) return lh_fail(LH_ERR_INTERNAL, "frame seal: libsodium failed to initialise");
@@ -105,7 +82,7 @@ lh_status lh_frame_seal(const lh_frame_header *h, const void *payload, const uin
                                                            key);
     } else {
         if (h->payload_len) memcpy(body, payload, h->payload_len);
-        put_u32(body + h->payload_len, lh_crc32c(0, body, h->payload_len));
+        lh_put_le32(body + h->payload_len, lh_crc32c(0, body, h->payload_len));
     }
     *out_len = need;
     return LH_OK;
@@ -119,21 +96,21 @@ lh_status lh_frame_open(const void *frame, size_t len, const uint8_t *key, lh_fr
     if (len < LH_FRAME_HEADER_BYTES)
         return lh_fail(LH_ERR_TRUNCATED, "truncated frame: %zu bytes, shorter than the %d-byte header", len,
                        LH_FRAME_HEADER_BYTES);
-    if (get_u32(f) != LH_FRAME_MAGIC)
-        return lh_fail(LH_ERR_FORMAT, "not a longhaul frame: bad magic 0x%08x", get_u32(f));
-    if (lh_crc32c(0, f, 52) != get_u32(f + 52))
+    if (lh_get_le32(f) != LH_FRAME_MAGIC)
+        return lh_fail(LH_ERR_FORMAT, "not a longhaul frame: bad magic 0x%08x", lh_get_le32(f));
+    if (lh_crc32c(0, f, 52) != lh_get_le32(f + 52))
         return lh_fail(LH_ERR_CORRUPT, "corrupt frame: header checksum mismatch");
     memset(h, 0, sizeof *h);
     h->kind = f[5];
     h->flags = f[6];
     h->channel = f[7];
-    h->src = get_u32(f + 8);
-    h->dst = get_u32(f + 12);
-    h->seq = get_u64(f + 16);
-    h->msg_len = get_u64(f + 24);
-    h->offset = get_u64(f + 32);
-    h->deliver_at_ns = get_u64(f + 40);
-    h->payload_len = get_u32(f + 48);
+    h->src = lh_get_le32(f + 8);
+    h->dst = lh_get_le32(f + 12);
+    h->seq = lh_get_le64(f + 16);
+    h->msg_len = lh_get_le64(f + 24);
+    h->offset = lh_get_le64(f + 32);
+    h->deliver_at_ns = lh_get_le64(f + 40);
+    h->payload_len = lh_get_le32(f + 48);
     if (f[4] != LH_FRAME_VERSION)
         return lh_fail(LH_ERR_UNSUPPORTED, "frame from rank %u has version %u, this build speaks version %d", h->src,
                        f[4], LH_FRAME_VERSION);
@@ -172,7 +149,7 @@ lh_status lh_frame_open(const void *frame, size_t len, const uint8_t *key, lh_fr
             return lh_fail(LH_ERR_AUTH, "frame from rank %u (seq %llu) failed authentication: tampered or "
                                         "wrong key", h->src, (unsigned long long)h->seq);
     } else {
-        if (lh_crc32c(0, body, h->payload_len) != get_u32(body + h->payload_len))
+        if (lh_crc32c(0, body, h->payload_len) != lh_get_le32(body + h->payload_len))
             return lh_fail(LH_ERR_CORRUPT, "corrupt frame from rank %u (seq %llu): payload checksum mismatch",
                            h->src, (unsigned long long)h->seq);
         if (h->payload_len) memcpy(payload, body, h->payload_len);
@@ -216,7 +193,7 @@ lh_status lh_frame_derive_link_key(const uint8_t secret[LH_KEY_BYTES], const uin
     uint8_t msg[16 + LH_SESSION_SALT_BYTES + 8];
     memcpy(msg, "longhaul-session", 16);
     memcpy(msg + 16, salt, LH_SESSION_SALT_BYTES);
-    put_u64(msg + 16 + LH_SESSION_SALT_BYTES, comm_id);
+    lh_put_le64(msg + 16 + LH_SESSION_SALT_BYTES, comm_id);
     uint8_t session[crypto_kdf_KEYBYTES];
     crypto_generichash(session, sizeof session, msg, sizeof msg, secret, LH_KEY_BYTES);
     int rc = crypto_kdf_derive_from_key(out, LH_KEY_BYTES, ((uint64_t)src << 32) | dst, "lhlink01", session);

@@ -82,12 +82,12 @@ static void write_file_header(uint8_t *h, const lh_aq_codec *c)
 {
     memset(h, 0, 64);
     memcpy(h, AQ_FILE_MAGIC, 4);
-    lhq_put32(h + 4, AQ_FILE_VERSION);
-    lhq_put32(h + 8, (uint32_t)c->cfg.storage);
-    lhq_put64(h + 16, c->cfg.sample_rows);
-    lhq_put64(h + 24, c->cfg.channels);
-    lhq_put64(h + 32, c->cfg.max_samples);
-    lhq_put64(h + 40, c->entry_bytes);
+    lh_put_le32(h + 4, AQ_FILE_VERSION);
+    lh_put_le32(h + 8, (uint32_t)c->cfg.storage);
+    lh_put_le64(h + 16, c->cfg.sample_rows);
+    lh_put_le64(h + 24, c->cfg.channels);
+    lh_put_le64(h + 32, c->cfg.max_samples);
+    lh_put_le64(h + 40, c->entry_bytes);
 }
 
 /* fp32 / fp16: one value per element; int8: one byte per element, then one fp32 scale per row */
@@ -586,7 +586,7 @@ lh_status lh_aq_encode(lh_aq_codec *c, const float *act, const uint64_t *ids, si
                 lh_pack_codes(codes, len, q->bits, packed + d * sample_bytes + b0 * (size_t)q->bits / 8);
                 apply_block(c, id, d, b0, len, codes, scale, &t, NULL, &dg);
             }
-            lhq_put64(rec + AQ_RECORD * s + 8, finish_delta(c, id, d, NULL, &dg));
+            lh_put_le64(rec + AQ_RECORD * s + 8, finish_delta(c, id, d, NULL, &dg));
             d++;
         }
         lh_quant_info info;
@@ -612,7 +612,7 @@ lh_status lh_aq_encode(lh_aq_codec *c, const float *act, const uint64_t *ids, si
             if (c->mode[s]) continue;
             const float *a = act + s * E;
             memcpy(payload + f * E * 4, a, E * 4);
-            lhq_put64(rec + AQ_RECORD * s + 8, seed_entry(c, ids[s], a));
+            lh_put_le64(rec + AQ_RECORD * s + 8, seed_entry(c, ids[s], a));
             f++;
         }
         lh_quant_info info;
@@ -627,7 +627,7 @@ lh_status lh_aq_encode(lh_aq_codec *c, const float *act, const uint64_t *ids, si
         off += flen;
     }
     for (size_t s = 0; s < n; s++) {
-        lhq_put64(rec + AQ_RECORD * s, ids[s]);
+        lh_put_le64(rec + AQ_RECORD * s, ids[s]);
         memset(rec + AQ_RECORD * s + 16, 0, 8);
         rec[AQ_RECORD * s + 16] = c->mode[s];
     }
@@ -635,13 +635,13 @@ lh_status lh_aq_encode(lh_aq_codec *c, const float *act, const uint64_t *ids, si
     dst[4] = AQ_VERSION;
     dst[5] = (uint8_t)c->cfg.storage;
     dst[6] = dst[7] = 0;
-    lhq_put32(dst + 8, (uint32_t)n);
-    lhq_put32(dst + 12, (uint32_t)R);
-    lhq_put32(dst + 16, (uint32_t)C);
-    lhq_put32(dst + 20, (uint32_t)n_delta);
-    lhq_put64(dst + 24, off);
-    lhq_put32(dst + 32, lh_crc32c(lh_crc32c(0, dst, 32), rec, AQ_RECORD * n));
-    lhq_put32(dst + 36, 0);
+    lh_put_le32(dst + 8, (uint32_t)n);
+    lh_put_le32(dst + 12, (uint32_t)R);
+    lh_put_le32(dst + 16, (uint32_t)C);
+    lh_put_le32(dst + 20, (uint32_t)n_delta);
+    lh_put_le64(dst + 24, off);
+    lh_put_le32(dst + 32, lh_crc32c(lh_crc32c(0, dst, 32), rec, AQ_RECORD * n));
+    lh_put_le32(dst + 36, 0);
     *dst_len = off;
     return LH_OK;
 }
@@ -656,12 +656,12 @@ lh_status lh_aq_peek(const void *src, size_t src_len, size_t *n_samples)
     if (memcmp(h, AQ_MAGIC, 4) != 0) return lh_fail(LH_ERR_FORMAT, "aq message: bad magic");
     if (h[4] != AQ_VERSION)
         return lh_fail(LH_ERR_UNSUPPORTED, "aq message: version %u, this build reads %d", h[4], AQ_VERSION);
-    if (h[6] || h[7] || lhq_get32(h + 36))
+    if (h[6] || h[7] || lh_get_le32(h + 36))
         return lh_fail(LH_ERR_FORMAT, "aq message: reserved bytes not zero");
-    uint32_t n = lhq_get32(h + 8);
+    uint32_t n = lh_get_le32(h + 8);
     if (n == 0) return lh_fail(LH_ERR_FORMAT, "aq message: no samples");
-    if (lhq_get32(h + 20) > n) return lh_fail(LH_ERR_FORMAT, "aq message: more delta samples than samples");
-    uint64_t total = lhq_get64(h + 24);
+    if (lh_get_le32(h + 20) > n) return lh_fail(LH_ERR_FORMAT, "aq message: more delta samples than samples");
+    uint64_t total = lh_get_le64(h + 24);
     if (total < AQ_HEADER + (uint64_t)AQ_RECORD * n)
         return lh_fail(LH_ERR_FORMAT, "aq message: declared size %llu cannot hold %u records",
                        (unsigned long long)total, n);
@@ -671,7 +671,7 @@ lh_status lh_aq_peek(const void *src, size_t src_len, size_t *n_samples)
     if (src_len > total)
         return lh_fail(LH_ERR_FORMAT, "aq message: %llu trailing bytes",
                        (unsigned long long)(src_len - total));
-    if (lhq_get32(h + 32) != lh_crc32c(lh_crc32c(0, h, 32), h + AQ_HEADER, (size_t)AQ_RECORD * n))
+    if (lh_get_le32(h + 32) != lh_crc32c(lh_crc32c(0, h, 32), h + AQ_HEADER, (size_t)AQ_RECORD * n))
         return lh_fail(LH_ERR_CORRUPT, "aq message: header CRC mismatch");
     *n_samples = n;
     return LH_OK;
@@ -691,19 +691,19 @@ lh_status lh_aq_decode(lh_aq_codec *c, const void *src, size_t src_len, float *a
     if (h[5] != (uint8_t)c->cfg.storage)
         return lh_fail(LH_ERR_MISMATCH, "aq message: sender stores m in format %u, this side in %d", h[5],
                        (int)c->cfg.storage);
-    if (lhq_get32(h + 12) != R || lhq_get32(h + 16) != C)
+    if (lh_get_le32(h + 12) != R || lh_get_le32(h + 16) != C)
         return lh_fail(LH_ERR_MISMATCH, "aq message: samples of %u x %u, this side expects %zu x %zu",
-                       lhq_get32(h + 12), lhq_get32(h + 16), R, C);
+                       lh_get_le32(h + 12), lh_get_le32(h + 16), R, C);
     if (n > act_cap_samples)
         return lh_fail(LH_ERR_CAPACITY, "aq decode: message has %zu samples, output holds %zu", n,
                        act_cap_samples);
-    size_t n_delta = lhq_get32(h + 20), n_full = n - n_delta;
+    size_t n_delta = lh_get_le32(h + 20), n_full = n - n_delta;
     const uint8_t *rec = h + AQ_HEADER;
     if ((st = grow_scratch(c, n, 1)) || (st = grow_work(c, n_delta))) return st;
     size_t count_delta = 0;
     for (size_t s = 0; s < n; s++) {
         const uint8_t *r = rec + AQ_RECORD * s;
-        ids_out[s] = lhq_get64(r);
+        ids_out[s] = lh_get_le64(r);
         if (r[16] > 1) return lh_fail(LH_ERR_FORMAT, "aq message: record %zu has mode %u", s, r[16]);
         for (int k = 17; k < 24; k++)
             if (r[k]) return lh_fail(LH_ERR_FORMAT, "aq message: record %zu reserved bytes not zero", s);
@@ -753,7 +753,7 @@ lh_status lh_aq_decode(lh_aq_codec *c, const void *src, size_t src_len, float *a
     for (size_t s = 0; s < n; s++) {
         uint64_t id = ids_out[s];
         float *a = act + s * E;
-        uint64_t want = lhq_get64(rec + AQ_RECORD * s + 8), got;
+        uint64_t want = lh_get_le64(rec + AQ_RECORD * s + 8), got;
         if (c->mode[s]) {
             if (!seen_get(c, id)) {
                 d++;
@@ -908,13 +908,13 @@ lh_status lh_aq_save_state(const lh_aq_codec *c, void *dst_v, size_t dst_cap, si
                        need);
     memset(dst, 0, AQ_STATE_HEADER);
     memcpy(dst, AQ_STATE_MAGIC, 4);
-    lhq_put32(dst + 4, AQ_STATE_VERSION);
-    lhq_put32(dst + 8, AQ_STATE_HEADER);
-    lhq_put32(dst + 12, (uint32_t)c->cfg.storage);
-    lhq_put64(dst + 16, c->cfg.sample_rows);
-    lhq_put64(dst + 24, c->cfg.channels);
-    lhq_put64(dst + 32, c->cfg.max_samples);
-    lhq_put64(dst + 40, n);
+    lh_put_le32(dst + 4, AQ_STATE_VERSION);
+    lh_put_le32(dst + 8, AQ_STATE_HEADER);
+    lh_put_le32(dst + 12, (uint32_t)c->cfg.storage);
+    lh_put_le64(dst + 16, c->cfg.sample_rows);
+    lh_put_le64(dst + 24, c->cfg.channels);
+    lh_put_le64(dst + 32, c->cfg.max_samples);
+    lh_put_le64(dst + 40, n);
     size_t off = AQ_STATE_HEADER;
     for (uint64_t id = 0; id < c->cfg.max_samples; id++) {
         if (!c->seen[id / 8]) { /* skip empty bytes of the bitmap */
@@ -922,11 +922,11 @@ lh_status lh_aq_save_state(const lh_aq_codec *c, void *dst_v, size_t dst_cap, si
             continue;
         }
         if (!seen_get(c, id)) continue;
-        lhq_put64(dst + off, id);
+        lh_put_le64(dst + off, id);
         memcpy(dst + off + 8, entry(c, id), c->entry_bytes);
         off += 8 + c->entry_bytes;
     }
-    lhq_put32(dst + off, lh_crc32c(0, dst, off));
+    lh_put_le32(dst + off, lh_crc32c(0, dst, off));
     *dst_len = off + 4;
     return LH_OK;
 }
@@ -957,18 +957,18 @@ static lh_status aq_state_check(const lh_aq_codec *c, const uint8_t *s, size_t l
                        AQ_STATE_HEADER + 4);
     if (memcmp(s, AQ_STATE_MAGIC, 4) != 0)
         return lh_fail(LH_ERR_FORMAT, "aq state: bad magic (not an AQ-SGD cache state)");
-    if (lhq_get32(s + 4) != AQ_STATE_VERSION)
-        return lh_fail(LH_ERR_UNSUPPORTED, "aq state: version %u, this build reads %d", lhq_get32(s + 4),
+    if (lh_get_le32(s + 4) != AQ_STATE_VERSION)
+        return lh_fail(LH_ERR_UNSUPPORTED, "aq state: version %u, this build reads %d", lh_get_le32(s + 4),
                        AQ_STATE_VERSION);
-    if (lhq_get32(s + 8) != AQ_STATE_HEADER)
-        return lh_fail(LH_ERR_FORMAT, "aq state: header of %u bytes, expected %d", lhq_get32(s + 8),
+    if (lh_get_le32(s + 8) != AQ_STATE_HEADER)
+        return lh_fail(LH_ERR_FORMAT, "aq state: header of %u bytes, expected %d", lh_get_le32(s + 8),
                        AQ_STATE_HEADER);
-    uint32_t storage = lhq_get32(s + 12);
+    uint32_t storage = lh_get_le32(s + 12);
     if (storage != (uint32_t)c->cfg.storage)
         return lh_fail(LH_ERR_MISMATCH, "aq state: saved from a cache stored as %s (%u), this one is %s",
                        storage_name(storage), storage, storage_name((uint32_t)c->cfg.storage));
-    uint64_t rows = lhq_get64(s + 16), cols = lhq_get64(s + 24), max = lhq_get64(s + 32),
-             n = lhq_get64(s + 40);
+    uint64_t rows = lh_get_le64(s + 16), cols = lh_get_le64(s + 24), max = lh_get_le64(s + 32),
+             n = lh_get_le64(s + 40);
     if (rows != c->cfg.sample_rows || cols != c->cfg.channels)
         return lh_fail(LH_ERR_MISMATCH, "aq state: samples of %llu x %llu values, this cache holds %zu x %zu",
                        (unsigned long long)rows, (unsigned long long)cols, c->cfg.sample_rows,
@@ -984,17 +984,17 @@ static lh_status aq_state_check(const lh_aq_codec *c, const uint8_t *s, size_t l
         return lh_fail(LH_ERR_TRUNCATED, "aq state: %zu bytes, %llu entries of %zu bytes need %zu", len,
                        (unsigned long long)n, c->entry_bytes, need);
     if (len > need) return lh_fail(LH_ERR_FORMAT, "aq state: %zu trailing bytes", len - need);
-    uint32_t want = lhq_get32(s + need - 4), got = lh_crc32c(0, s, need - 4);
+    uint32_t want = lh_get_le32(s + need - 4), got = lh_crc32c(0, s, need - 4);
     if (want != got)
         return lh_fail(LH_ERR_CORRUPT, "aq state: CRC-32C mismatch (stored %08x, computed %08x)", want, got);
     const uint8_t *rec = s + AQ_STATE_HEADER;
     for (uint64_t i = 0; i < n; i++, rec += 8 + c->entry_bytes) {
-        uint64_t id = lhq_get64(rec);
+        uint64_t id = lh_get_le64(rec);
         if (id >= max)
             return lh_fail(LH_ERR_FORMAT,
                            "aq state: entry %llu: sample id %llu out of range (max_samples %llu)",
                            (unsigned long long)i, (unsigned long long)id, (unsigned long long)max);
-        if (i && id <= lhq_get64(rec - 8 - c->entry_bytes))
+        if (i && id <= lh_get_le64(rec - 8 - c->entry_bytes))
             return lh_fail(LH_ERR_FORMAT, "aq state: entry %llu: sample ids not strictly ascending",
                            (unsigned long long)i);
         if (!entry_finite(c, rec + 8))
@@ -1021,7 +1021,7 @@ lh_status lh_aq_load_state(lh_aq_codec *c, const void *src, size_t src_len)
     memset(c->seen, 0, seen_bytes(c));
     const uint8_t *rec = (const uint8_t *)src + AQ_STATE_HEADER;
     for (uint64_t i = 0; i < n; i++, rec += 8 + c->entry_bytes) {
-        uint64_t id = lhq_get64(rec);
+        uint64_t id = lh_get_le64(rec);
         memcpy(entry(c, id), rec + 8, c->entry_bytes);
         seen_set(c, id, 1);
     }

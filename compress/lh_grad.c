@@ -128,14 +128,14 @@ lh_status lh_grad_save_state(const lh_grad_codec *g, void *dst_v, size_t dst_cap
         return lh_fail(LH_ERR_CAPACITY, "grad save state: destination holds %zu bytes, %zu needed", dst_cap,
                        need);
     memcpy(dst, GRAD_STATE_MAGIC, 4);
-    lhq_put32(dst + 4, GRAD_STATE_VERSION);
-    lhq_put64(dst + 8, g->n);
+    lh_put_le32(dst + 4, GRAD_STATE_VERSION);
+    lh_put_le64(dst + 8, g->n);
     for (size_t i = 0; i < g->n; i++) {
         uint32_t u;
         memcpy(&u, &g->residual[i], 4);
-        lhq_put32(dst + GRAD_STATE_HEADER + 4 * i, u);
+        lh_put_le32(dst + GRAD_STATE_HEADER + 4 * i, u);
     }
-    lhq_put32(dst + need - 4, lh_crc32c(0, dst, need - 4));
+    lh_put_le32(dst + need - 4, lh_crc32c(0, dst, need - 4));
     *dst_len = need;
     return LH_OK;
 }
@@ -149,10 +149,10 @@ lh_status lh_grad_check_state(const lh_grad_codec *g, const void *src, size_t le
                        GRAD_STATE_HEADER + 4);
     if (memcmp(s, GRAD_STATE_MAGIC, 4) != 0)
         return lh_fail(LH_ERR_FORMAT, "grad state: bad magic (not a gradient residual state)");
-    if (lhq_get32(s + 4) != GRAD_STATE_VERSION)
-        return lh_fail(LH_ERR_UNSUPPORTED, "grad state: version %u, this build reads %d", lhq_get32(s + 4),
+    if (lh_get_le32(s + 4) != GRAD_STATE_VERSION)
+        return lh_fail(LH_ERR_UNSUPPORTED, "grad state: version %u, this build reads %d", lh_get_le32(s + 4),
                        GRAD_STATE_VERSION);
-    uint64_t n = lhq_get64(s + 8);
+    uint64_t n = lh_get_le64(s + 8);
     if (n != g->n)
         return lh_fail(LH_ERR_MISMATCH, "grad state: residual of %llu values, this codec has %zu",
                        (unsigned long long)n, g->n);
@@ -160,12 +160,12 @@ lh_status lh_grad_check_state(const lh_grad_codec *g, const void *src, size_t le
     if (len < need)
         return lh_fail(LH_ERR_TRUNCATED, "grad state: %zu bytes, %zu values need %zu", len, g->n, need);
     if (len > need) return lh_fail(LH_ERR_FORMAT, "grad state: %zu trailing bytes", len - need);
-    uint32_t want = lhq_get32(s + need - 4), got = lh_crc32c(0, s, need - 4);
+    uint32_t want = lh_get_le32(s + need - 4), got = lh_crc32c(0, s, need - 4);
     if (want != got)
         return lh_fail(LH_ERR_CORRUPT, "grad state: CRC-32C mismatch (stored %08x, computed %08x)", want,
                        got);
     for (size_t i = 0; i < g->n; i++) {
-        uint32_t u = lhq_get32(s + GRAD_STATE_HEADER + 4 * i);
+        uint32_t u = lh_get_le32(s + GRAD_STATE_HEADER + 4 * i);
         float v;
         memcpy(&v, &u, 4);
         if (!isfinite(v)) return lh_fail(LH_ERR_FORMAT, "grad state: residual value %zu is not finite", i);
@@ -179,7 +179,7 @@ lh_status lh_grad_load_state(lh_grad_codec *g, const void *src, size_t len)
     if (st) return st;
     const uint8_t *s = src;
     for (size_t i = 0; i < g->n; i++) {
-        uint32_t u = lhq_get32(s + GRAD_STATE_HEADER + 4 * i);
+        uint32_t u = lh_get_le32(s + GRAD_STATE_HEADER + 4 * i);
         memcpy(&g->residual[i], &u, 4);
     }
     return LH_OK;

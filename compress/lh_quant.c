@@ -165,7 +165,7 @@ lh_status lhq_make_scale(float absmax, lh_scale_type st, uint8_t *dst, float *sc
         dst[1] = (uint8_t)(h >> 8);
         *scale = lh_qm_half_to_float(h);
     } else {
-        lhq_put32(dst, lh_qm_f2u(absmax));
+        lh_put_le32(dst, lh_qm_f2u(absmax));
         *scale = absmax;
     }
     return LH_OK;
@@ -184,10 +184,10 @@ static void write_header(uint8_t *h, const lh_quant_info *info, uint32_t payload
     h[9] = (uint8_t)info->scale_type;
     h[10] = (uint8_t)((info->zstd ? 1 : 0) | (info->stochastic ? 2 : 0));
     h[11] = 0;
-    lhq_put32(h + 12, info->rows);
-    lhq_put32(h + 16, info->cols);
-    lhq_put32(h + 20, info->grouping == LH_GROUP_BLOCK ? info->group_size : 0);
-    lhq_put32(h + 24, payload_len);
+    lh_put_le32(h + 12, info->rows);
+    lh_put_le32(h + 16, info->cols);
+    lh_put_le32(h + 20, info->grouping == LH_GROUP_BLOCK ? info->group_size : 0);
+    lh_put_le32(h + 24, payload_len);
 }
 
 lh_status lh_quant_peek(const void *src, size_t src_len, lh_quant_info *info)
@@ -216,10 +216,10 @@ lh_status lh_quant_peek(const void *src, size_t src_len, lh_quant_info *info)
     info->scale_type = (lh_scale_type)h[9];
     info->zstd = h[10] & 1;
     info->stochastic = (h[10] >> 1) & 1;
-    info->rows = lhq_get32(h + 12);
-    info->cols = lhq_get32(h + 16);
-    info->group_size = lhq_get32(h + 20);
-    uint32_t payload = lhq_get32(h + 24);
+    info->rows = lh_get_le32(h + 12);
+    info->cols = lh_get_le32(h + 16);
+    info->group_size = lh_get_le32(h + 20);
+    uint32_t payload = lh_get_le32(h + 24);
     if (bits == LH_QUANT_BITS_RAW && (h[7] || h[8] != LH_GROUP_TENSOR || h[9] || info->stochastic))
         return lh_fail(LH_ERR_FORMAT, "quant frame: raw fp32 frame with quantizer fields set");
     if (info->grouping == LH_GROUP_BLOCK ? info->group_size == 0 : info->group_size != 0)
@@ -252,7 +252,7 @@ lh_status lhq_frame_open(lh_quant_ctx *ctx, const void *src, size_t src_len, lhq
     size_t payload = f->info.frame_bytes - LH_QUANT_HEADER_BYTES;
     uint32_t crc = lh_crc32c(0, h, 28);
     crc = lh_crc32c(crc, h + LH_QUANT_HEADER_BYTES, payload);
-    if (crc != lhq_get32(h + 28)) return lh_fail(LH_ERR_CORRUPT, "quant frame: CRC mismatch");
+    if (crc != lh_get_le32(h + 28)) return lh_fail(LH_ERR_CORRUPT, "quant frame: CRC mismatch");
     size_t n = (size_t)f->info.rows * f->info.cols;
     f->n_scales = lhq_scale_count(f->info.grouping, f->info.group_size, f->info.rows, f->info.cols);
     size_t raw = lhq_payload_bytes(f->info.bits, f->info.scale_type, f->n_scales, n);
@@ -280,7 +280,7 @@ lh_status lhq_frame_open(lh_quant_ctx *ctx, const void *src, size_t src_len, lhq
     for (size_t g = 0; g < f->n_scales; g++) {
         float s = f->info.scale_type == LH_SCALE_FP16
                       ? lh_qm_half_to_float((uint16_t)(p[2 * g] | p[2 * g + 1] << 8))
-                      : lh_qm_u2f(lhq_get32(p + 4 * g));
+                      : lh_qm_u2f(lh_get_le32(p + 4 * g));
         if (!(s >= 0.0f && s <= 3.4028235e38f))
             return lh_fail(LH_ERR_CORRUPT, "quant frame: scale %zu is %g (negative or not finite)", g, s);
         ctx->scales[g] = s;
@@ -313,7 +313,7 @@ lh_status lhq_frame_finish(lh_quant_ctx *ctx, const lh_quant_info *info, int zst
     write_header(dst, &hi, (uint32_t)payload);
     uint32_t crc = lh_crc32c(0, dst, 28);
     crc = lh_crc32c(crc, dst + LH_QUANT_HEADER_BYTES, payload);
-    lhq_put32(dst + 28, crc);
+    lh_put_le32(dst + 28, crc);
     *frame_len = LH_QUANT_HEADER_BYTES + payload;
     return LH_OK;
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lh_bytes.h"
 #include "lh_compress.h"
 
 #define LHQ_BLOCK 2048 /* multiple of 32 (digest lanes) and of 8 (byte-aligned packing) */
@@ -135,27 +136,5 @@ lh_status lhq_make_scale(float absmax, lh_scale_type st, uint8_t *dst, float *sc
  */
 lh_status lhq_encode(lh_quant_ctx *ctx, const lh_quant_params *p, const float *x, size_t rows, size_t cols,
                      const lh_sr_key *key, void *dst, size_t dst_cap, size_t *dst_len, float *residual_out);
-
-/** Little-endian helpers. */
-static inline void lhq_put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-static inline uint32_t lhq_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline void lhq_put64(uint8_t *p, uint64_t v)
-{
-    lhq_put32(p, (uint32_t)v);
-    lhq_put32(p + 4, (uint32_t)(v >> 32));
-}
-static inline uint64_t lhq_get64(const uint8_t *p)
-{
-    return lhq_get32(p) | (uint64_t)lhq_get32(p + 4) << 32;
-}
 
 #endif

@@ -20,27 +20,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lh_bytes.h"
 #include "lh_io.h"
-
-static uint32_t load_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void store_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
 /* Checks the header against the total file size; on success *count is the token count. */
 static lh_status check_header(const uint8_t *header, size_t file_len, const char *name, size_t *count)
 {
-    int32_t magic = (int32_t)load_le32(header);
-    int32_t version = (int32_t)load_le32(header + 4);
-    int32_t declared = (int32_t)load_le32(header + 8);
+    int32_t magic = (int32_t)lh_get_le32(header);
+    int32_t version = (int32_t)lh_get_le32(header + 4);
+    int32_t declared = (int32_t)lh_get_le32(header + 8);
     if (magic != LH_SHARD_MAGIC)
         return lh_fail(LH_ERR_FORMAT, "%s: bad magic %" PRId32 " (expected %d): not an llm.c token shard", name,
                        magic, LH_SHARD_MAGIC);
@@ -154,9 +142,9 @@ lh_status lh_shard_decode(const void *image, size_t image_len, const char *name,
 static void encode_header(uint8_t *header, size_t count)
 {
     memset(header, 0, LH_SHARD_HEADER_BYTES);
-    store_le32(header, LH_SHARD_MAGIC);
-    store_le32(header + 4, LH_SHARD_VERSION);
-    store_le32(header + 8, (uint32_t)count);
+    lh_put_le32(header, LH_SHARD_MAGIC);
+    lh_put_le32(header + 4, LH_SHARD_VERSION);
+    lh_put_le32(header + 8, (uint32_t)count);
 }
 
 static void encode_body(const uint16_t *tokens, size_t count, uint8_t *out)

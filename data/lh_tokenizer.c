@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lh_bytes.h"
 #include "lh_io.h"
 
 typedef enum { KIND_BYTE, KIND_GPT2 } tokenizer_kind;
@@ -38,11 +39,6 @@ struct lh_tokenizer {
 /* The GPT-2 tokenizer has 50257 ids; this bound only stops absurd headers. */
 #define GPT2_MAX_VOCAB (1u << 24)
 #define GPT2_FILE_MAX_BYTES ((size_t)1 << 30)
-
-static uint32_t load_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static lh_status tokenizer_alloc(tokenizer_kind kind, uint32_t vocab, size_t blob_len, lh_tokenizer **out)
 {
@@ -91,7 +87,7 @@ lh_status lh_tokenizer_parse_gpt2(const void *image, size_t image_len, const cha
     if (image_len < 1024)
         return lh_fail(LH_ERR_TRUNCATED, "%s: %zu bytes is shorter than the 1024-byte tokenizer header", name,
                        image_len);
-    uint32_t magic = load_le32(p), version = load_le32(p + 4), vocab = load_le32(p + 8);
+    uint32_t magic = lh_get_le32(p), version = lh_get_le32(p + 4), vocab = lh_get_le32(p + 8);
     if (magic != LH_GPT2_TOKENIZER_MAGIC)
         return lh_fail(LH_ERR_FORMAT, "%s: bad magic %" PRIu32 " (expected %d): not an llm.c tokenizer file", name,
                        magic, LH_GPT2_TOKENIZER_MAGIC);
@@ -112,7 +108,7 @@ lh_status lh_tokenizer_parse_gpt2(const void *image, size_t image_len, const cha
         /* Version 1 did not store the EOT id; llm.c assumes GPT-2's 50256. */
         eot = vocab > 50256 ? 50256 : -1;
     } else {
-        uint32_t e = load_le32(p + 12);
+        uint32_t e = lh_get_le32(p + 12);
         if (e >= vocab)
             return lh_fail(LH_ERR_FORMAT, "%s: end-of-text id %" PRIu32 " is outside the vocabulary of %" PRIu32,
                            name, e, vocab);

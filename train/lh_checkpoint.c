@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lh_bytes.h"
 #include "lh_io.h"
 
 /* ---- sources ---- */
@@ -326,11 +327,6 @@ typedef struct record_layout {
     int64_t stage_offset[2];
 } record_layout;
 
-static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-
 static int64_t record_floats(const lh_model_config *c, uint32_t kind)
 {
     switch (kind) {
@@ -369,15 +365,15 @@ static void encode_header(uint8_t out[CKPT_HEADER_BYTES], const ckpt_header *h)
 {
     memset(out, 0, CKPT_HEADER_BYTES);
     memcpy(out, LH_CKPT_MAGIC, 8);
-    put32(out + 8, LH_CKPT_VERSION);
-    put32(out + 12, CKPT_HEADER_BYTES);
+    lh_put_le32(out + 8, LH_CKPT_VERSION);
+    lh_put_le32(out + 12, CKPT_HEADER_BYTES);
     const lh_model_config *c = &h->config;
     int32_t cfg[6] = {c->max_seq_len, c->vocab_size, c->padded_vocab_size, c->num_layers, c->num_heads, c->channels};
     memcpy(out + 16, cfg, sizeof cfg);
-    put64(out + 40, (uint64_t)h->step);
-    put32(out + 48, h->record_count);
-    put32(out + 52, h->flags);
-    put32(out + 60, lh_crc32c(0, out, 60));
+    lh_put_le64(out + 40, (uint64_t)h->step);
+    lh_put_le32(out + 48, h->record_count);
+    lh_put_le32(out + 52, h->flags);
+    lh_put_le32(out + 60, lh_crc32c(0, out, 60));
 }
 
 /* Which stage owns each record slot (0 embedding, 1..L layers, L+1 head); NULL where none. */
@@ -457,15 +453,15 @@ static lh_status ckpt_write(const char *path, lh_stage *const *stages, int stage
                 crc = lh_crc32c(crc, bufs[b] + lay.stage_offset[p], 4 * (size_t)lay.floats[p]);
         e->crc = crc;
         uint8_t *t = table + (size_t)n * CKPT_ENTRY_BYTES;
-        put32(t, e->kind);
-        put32(t + 4, (uint32_t)e->layer);
-        put64(t + 8, e->offset);
-        put64(t + 16, e->floats);
-        put32(t + 24, e->crc);
-        put32(t + 28, 0);
+        lh_put_le32(t, e->kind);
+        lh_put_le32(t + 4, (uint32_t)e->layer);
+        lh_put_le64(t + 8, e->offset);
+        lh_put_le64(t + 16, e->floats);
+        lh_put_le32(t + 24, e->crc);
+        lh_put_le32(t + 28, 0);
         n++;
     }
-    put32(table + (size_t)count * CKPT_ENTRY_BYTES, lh_crc32c(0, table, (size_t)count * CKPT_ENTRY_BYTES));
+    lh_put_le32(table + (size_t)count * CKPT_ENTRY_BYTES, lh_crc32c(0, table, (size_t)count * CKPT_ENTRY_BYTES));
     uint8_t header[CKPT_HEADER_BYTES];
     ckpt_header h = {*c, step, (uint32_t)count, CKPT_FLAG_OPTIMIZER | (partial ? CKPT_FLAG_PARTIAL : 0u)};
     encode_header(header, &h);
@@ -529,21 +525,21 @@ static lh_status ckpt_read_index(source *src, ckpt_index *ix)
     lh_status st = source_read(src, 0, hb, sizeof hb);
     if (st) return st;
     if (memcmp(hb, LH_CKPT_MAGIC, 8) != 0) return lh_fail(LH_ERR_FORMAT, "%s: not a longhaul checkpoint", src->name);
-    if (get32(hb + 8) != LH_CKPT_VERSION)
-        return lh_fail(LH_ERR_UNSUPPORTED, "%s: checkpoint version %u, this build reads %d", src->name, get32(hb + 8),
+    if (lh_get_le32(hb + 8) != LH_CKPT_VERSION)
+        return lh_fail(LH_ERR_UNSUPPORTED, "%s: checkpoint version %u, this build reads %d", src->name, lh_get_le32(hb + 8),
                        LH_CKPT_VERSION);
-    if (get32(hb + 12) != CKPT_HEADER_BYTES)
-        return lh_fail(LH_ERR_FORMAT, "%s: header size %u (expected %d)", src->name, get32(hb + 12), CKPT_HEADER_BYTES);
-    if (get32(hb + 60) != lh_crc32c(0, hb, 60)) return lh_fail(LH_ERR_CORRUPT, "%s: header checksum mismatch", src->name);
+    if (lh_get_le32(hb + 12) != CKPT_HEADER_BYTES)
+        return lh_fail(LH_ERR_FORMAT, "%s: header size %u (expected %d)", src->name, lh_get_le32(hb + 12), CKPT_HEADER_BYTES);
+    if (lh_get_le32(hb + 60) != lh_crc32c(0, hb, 60)) return lh_fail(LH_ERR_CORRUPT, "%s: header checksum mismatch", src->name);
     int32_t cfg[6];
     memcpy(cfg, hb + 16, sizeof cfg);
     h->config = (lh_model_config){.max_seq_len = cfg[0], .vocab_size = cfg[1], .padded_vocab_size = cfg[2],
                                   .num_layers = cfg[3], .num_heads = cfg[4], .channels = cfg[5]};
     if (h->config.padded_vocab_size == 0) return lh_fail(LH_ERR_FORMAT, "%s: padded_vocab_size is 0", src->name);
     if ((st = lh_model_config_check(&h->config))) return lh_fail_prefix(st, "%s", src->name);
-    h->step = (int64_t)get64(hb + 40);
-    h->record_count = get32(hb + 48);
-    h->flags = get32(hb + 52);
+    h->step = (int64_t)lh_get_le64(hb + 40);
+    h->record_count = lh_get_le32(hb + 48);
+    h->flags = lh_get_le32(hb + 52);
     if (h->step < 0) return lh_fail(LH_ERR_FORMAT, "%s: negative step", src->name);
     if (h->flags & ~(CKPT_FLAG_OPTIMIZER | CKPT_FLAG_PARTIAL))
         return lh_fail(LH_ERR_FORMAT, "%s: unknown flags 0x%x", src->name, h->flags);
@@ -565,7 +561,7 @@ static lh_status ckpt_read_index(source *src, ckpt_index *ix)
         goto fail;
     }
     if ((st = source_read(src, CKPT_HEADER_BYTES, table, table_bytes + 4))) goto fail;
-    if (get32(table + table_bytes) != lh_crc32c(0, table, table_bytes)) {
+    if (lh_get_le32(table + table_bytes) != lh_crc32c(0, table, table_bytes)) {
         st = lh_fail(LH_ERR_CORRUPT, "%s: record table checksum mismatch", src->name);
         goto fail;
     }
@@ -573,7 +569,7 @@ static lh_status ckpt_read_index(source *src, ckpt_index *ix)
     uint64_t per_float = (h->flags & CKPT_FLAG_OPTIMIZER) ? 12 : 4;
     for (uint32_t r = 0; r < count; r++) {
         const uint8_t *t = table + (size_t)r * CKPT_ENTRY_BYTES;
-        ckpt_entry e = {get32(t), (int32_t)get32(t + 4), get64(t + 8), get64(t + 16), get32(t + 24)};
+        ckpt_entry e = {lh_get_le32(t), (int32_t)lh_get_le32(t + 4), lh_get_le64(t + 8), lh_get_le64(t + 16), lh_get_le32(t + 24)};
         uint32_t slot;
         if (e.kind == REC_EMBEDDING && e.layer == -1) slot = 0;
         else if (e.kind == REC_HEAD && e.layer == -1) slot = slots - 1;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lh_bytes.h"
 #include "lh_compress.h"
 #include "lh_io.h"
 #include "lh_test.h"
@@ -172,15 +173,10 @@ static void test_aq_empty_state_clears(void)
     lh_aq_free(r);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
 /* Recompute the trailing CRC-32C (all the state formats end with one over everything before). */
 static void fix_crc(uint8_t *buf, size_t len)
 {
-    put32(buf + len - 4, lh_crc32c(0, buf, len - 4));
+    lh_put_le32(buf + len - 4, lh_crc32c(0, buf, len - 4));
 }
 
 static void test_aq_bad_states_rejected(void)

@@ -607,7 +607,7 @@ static void test_known_answers(void)
         uint8_t buf[2048];
         size_t len;
         LH_ASSERT_OK(lh_quant_encode(ctx, &p, x, 16, 40, &key, buf, sizeof buf, &len));
-        uint32_t crc = lhq_get32(buf + 28);
+        uint32_t crc = lh_get_le32(buf + 28);
         if (crc != expect[k])
             fprintf(stderr, "\n  known answer %zu: crc 0x%08x, expected 0x%08x\n", k, crc, expect[k]);
         CU_ASSERT_EQUAL(crc, expect[k]);
@@ -768,7 +768,7 @@ static void test_clip_scale_in_frame(void)
                         got = lh_qm_half_to_float(h);
                         want_stored = lh_qm_half_to_float(lh_qm_half_scale_up(want));
                     } else {
-                        got = lh_qm_u2f(lhq_get32(sc + 4 * g));
+                        got = lh_qm_u2f(lh_get_le32(sc + 4 * g));
                         want_stored = want;
                     }
                     if (got != want_stored) {
@@ -784,7 +784,7 @@ static void test_clip_scale_in_frame(void)
                     size_t g = grouping == LH_GROUP_CHANNEL ? i % cols : grouping == LH_GROUP_BLOCK ? i / 24 : 0;
                     float s = st == LH_SCALE_FP16
                                   ? lh_qm_half_to_float((uint16_t)(sc[2 * g] | sc[2 * g + 1] << 8))
-                                  : lh_qm_u2f(lhq_get32(sc + 4 * g));
+                                  : lh_qm_u2f(lh_get_le32(sc + 4 * g));
                     if (fabsf(x[i]) >= s) {
                         if (y[i] != (x[i] > 0 ? s : -s)) bad_sat++;
                     } else if (fabsf(x[i] - y[i]) > 0.5f * gap * s + 2.0f * s / 32768.0f) {

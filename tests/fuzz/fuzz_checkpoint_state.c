@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lh_bytes.h"
 #include "lh_comm_compressed.h"
 #include "lh_compress.h"
 #include "lh_engine.h"
@@ -135,17 +136,6 @@ static int write_seed(const char *dir, const char *name, const uint8_t *d, size_
     return 0;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-
 /* An AQ state of `storage` after two messages (ids 0..2, then 2, 4, 0: deltas and a new sample). */
 static size_t aq_state(lh_aq_storage storage, uint8_t *out, size_t cap)
 {
@@ -193,17 +183,17 @@ static size_t callreduce_state(uint8_t *out, size_t cap)
     size_t total = 56 + wl + sl + 4;
     if (!wl || !sl || total > cap) return 0;
     memcpy(out, "LHCS", 4);
-    put32(out + 4, 1);
-    put64(out + 8, 20);
-    put32(out + 16, 2);
-    put32(out + 20, 1);
-    put64(out + 24, 10);
-    put64(out + 32, 10);
-    put64(out + 40, wl);
-    put64(out + 48, sl);
+    lh_put_le32(out + 4, 1);
+    lh_put_le64(out + 8, 20);
+    lh_put_le32(out + 16, 2);
+    lh_put_le32(out + 20, 1);
+    lh_put_le64(out + 24, 10);
+    lh_put_le64(out + 32, 10);
+    lh_put_le64(out + 40, wl);
+    lh_put_le64(out + 48, sl);
     memcpy(out + 56, w, wl);
     memcpy(out + 56 + wl, s, sl);
-    put32(out + total - 4, lh_crc32c(0, out, total - 4));
+    lh_put_le32(out + total - 4, lh_crc32c(0, out, total - 4));
     return total;
 }
 
@@ -216,28 +206,28 @@ static size_t engine_state(uint8_t *out, size_t cap)
     if (!al || !cl || total > cap) return 0;
     memset(out, 0, 56);
     memcpy(out, "LHST", 4);
-    put32(out + 4, 1);
-    put32(out + 8, 56);
-    put32(out + 12, 2);
-    put32(out + 16, 1);
-    put32(out + 20, 0);
-    put32(out + 24, 2);
-    put32(out + 28, 2);
-    put64(out + 32, 4);
-    put64(out + 40, 0x0123456789abcdefull);
-    put64(out + 48, total);
+    lh_put_le32(out + 4, 1);
+    lh_put_le32(out + 8, 56);
+    lh_put_le32(out + 12, 2);
+    lh_put_le32(out + 16, 1);
+    lh_put_le32(out + 20, 0);
+    lh_put_le32(out + 24, 2);
+    lh_put_le32(out + 28, 2);
+    lh_put_le64(out + 32, 4);
+    lh_put_le64(out + 40, 0x0123456789abcdefull);
+    lh_put_le64(out + 48, total);
     size_t off = 56;
-    put32(out + off, LH_ENGINE_STATE_AQ_SEND);
-    put32(out + off + 4, 0);
-    put64(out + off + 8, al);
+    lh_put_le32(out + off, LH_ENGINE_STATE_AQ_SEND);
+    lh_put_le32(out + off + 4, 0);
+    lh_put_le64(out + off + 8, al);
     memcpy(out + off + 16, aq, al);
     off += 16 + al;
-    put32(out + off, LH_ENGINE_STATE_GRAD);
-    put32(out + off + 4, 0);
-    put64(out + off + 8, cl);
+    lh_put_le32(out + off, LH_ENGINE_STATE_GRAD);
+    lh_put_le32(out + off + 4, 0);
+    lh_put_le64(out + off + 8, cl);
     memcpy(out + off + 16, cr, cl);
     off += 16 + cl;
-    put32(out + off, lh_crc32c(0, out, off));
+    lh_put_le32(out + off, lh_crc32c(0, out, off));
     lh_engine_state_info info;
     return lh_engine_state_parse(out, total, &info) == LH_OK ? total : 0;
 }

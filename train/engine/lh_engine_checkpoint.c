@@ -44,6 +44,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lh_bytes.h"
 #include "lh_checkpoint.h"
 #include "lh_engine_internal.h"
 #include "lh_io.h"
@@ -67,25 +68,6 @@ static const char *kind_name(int kind)
     return kind == LH_ENGINE_STATE_AQ_SEND   ? "AQ-SGD sender cache"
            : kind == LH_ENGINE_STATE_AQ_RECV ? "AQ-SGD receiver cache"
                                              : "error-feedback residuals";
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
 /*
@@ -212,20 +194,20 @@ lh_status lh_engine_state_parse(const void *buf, size_t len, lh_engine_state_inf
                        STATE_HEADER + 4);
     if (memcmp(b, STATE_MAGIC, 4) != 0)
         return lh_fail(LH_ERR_FORMAT, "bad magic (not a longhaul state file)");
-    if (get32(b + 4) != STATE_VERSION)
-        return lh_fail(LH_ERR_UNSUPPORTED, "version %u, this build reads %d", get32(b + 4), STATE_VERSION);
-    if (get32(b + 8) != STATE_HEADER)
-        return lh_fail(LH_ERR_FORMAT, "header of %u bytes, expected %d", get32(b + 8), STATE_HEADER);
-    uint64_t total = get64(b + 48);
+    if (lh_get_le32(b + 4) != STATE_VERSION)
+        return lh_fail(LH_ERR_UNSUPPORTED, "version %u, this build reads %d", lh_get_le32(b + 4), STATE_VERSION);
+    if (lh_get_le32(b + 8) != STATE_HEADER)
+        return lh_fail(LH_ERR_FORMAT, "header of %u bytes, expected %d", lh_get_le32(b + 8), STATE_HEADER);
+    uint64_t total = lh_get_le64(b + 48);
     if (total != len)
         return lh_fail(total > len ? LH_ERR_TRUNCATED : LH_ERR_FORMAT, "%zu bytes, the header declares %llu",
                        len, (unsigned long long)total);
-    uint32_t want = get32(b + len - 4), got = lh_crc32c(0, b, len - 4);
+    uint32_t want = lh_get_le32(b + len - 4), got = lh_crc32c(0, b, len - 4);
     if (want != got)
         return lh_fail(LH_ERR_CORRUPT, "CRC-32C mismatch (stored %08x, computed %08x)", want, got);
-    uint32_t n = get32(b + 12), replica = get32(b + 16), stage = get32(b + 20), replicas = get32(b + 24),
-             stages = get32(b + 28);
-    int64_t step = (int64_t)get64(b + 32);
+    uint32_t n = lh_get_le32(b + 12), replica = lh_get_le32(b + 16), stage = lh_get_le32(b + 20), replicas = lh_get_le32(b + 24),
+             stages = lh_get_le32(b + 28);
+    int64_t step = (int64_t)lh_get_le64(b + 32);
     if (replicas < 1 || replicas > 65536 || stages < 1 || stages > 4096 || replica >= replicas ||
         stage >= stages)
         return lh_fail(LH_ERR_FORMAT, "replica %u of %u, stage %u of %u", replica, replicas, stage, stages);
@@ -237,11 +219,11 @@ lh_status lh_engine_state_parse(const void *buf, size_t len, lh_engine_state_inf
     for (uint32_t i = 0; i < n; i++) {
         if (end - off < STATE_SECTION)
             return lh_fail(LH_ERR_FORMAT, "section %u: header runs past the end", i);
-        uint32_t kind = get32(b + off);
-        uint64_t bytes = get64(b + off + 8);
+        uint32_t kind = lh_get_le32(b + off);
+        uint64_t bytes = lh_get_le64(b + off + 8);
         if (kind < LH_ENGINE_STATE_AQ_SEND || kind > LH_ENGINE_STATE_GRAD)
             return lh_fail(LH_ERR_FORMAT, "section %u: unknown kind %u", i, kind);
-        if (get32(b + off + 4)) return lh_fail(LH_ERR_FORMAT, "section %u: reserved bytes not zero", i);
+        if (lh_get_le32(b + off + 4)) return lh_fail(LH_ERR_FORMAT, "section %u: reserved bytes not zero", i);
         if (seen & (1u << kind))
             return lh_fail(LH_ERR_FORMAT, "section %u: a second %s section", i, kind_name((int)kind));
         seen |= 1u << kind;
@@ -260,7 +242,7 @@ lh_status lh_engine_state_parse(const void *buf, size_t len, lh_engine_state_inf
     info->replicas = (int)replicas;
     info->stages = (int)stages;
     info->step = step;
-    info->plan_key = get64(b + 40);
+    info->plan_key = lh_get_le64(b + 40);
     info->n_sections = (int)n;
     return LH_OK;
 }
@@ -283,23 +265,23 @@ static lh_status write_state(lh_engine *e, const char *dir, int64_t step, uint64
     if (!buf) return lh_fail(LH_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, total);
     memset(buf, 0, STATE_HEADER);
     memcpy(buf, STATE_MAGIC, 4);
-    put32(buf + 4, STATE_VERSION);
-    put32(buf + 8, STATE_HEADER);
-    put32(buf + 12, n);
-    put32(buf + 16, (uint32_t)e->replica);
-    put32(buf + 20, (uint32_t)e->stage);
-    put32(buf + 24, (uint32_t)e->replicas);
-    put32(buf + 28, (uint32_t)e->stages);
-    put64(buf + 32, (uint64_t)step);
-    put64(buf + 40, key);
-    put64(buf + 48, total);
+    lh_put_le32(buf + 4, STATE_VERSION);
+    lh_put_le32(buf + 8, STATE_HEADER);
+    lh_put_le32(buf + 12, n);
+    lh_put_le32(buf + 16, (uint32_t)e->replica);
+    lh_put_le32(buf + 20, (uint32_t)e->stage);
+    lh_put_le32(buf + 24, (uint32_t)e->replicas);
+    lh_put_le32(buf + 28, (uint32_t)e->stages);
+    lh_put_le64(buf + 32, (uint64_t)step);
+    lh_put_le64(buf + 40, key);
+    lh_put_le64(buf + 48, total);
     size_t off = STATE_HEADER;
     lh_status st = LH_OK;
     for (int k = 1; k <= LH_ENGINE_STATE_MAX_SECTIONS && !st; k++) {
         if (!sizes[k]) continue;
-        put32(buf + off, (uint32_t)k);
-        put32(buf + off + 4, 0);
-        put64(buf + off + 8, sizes[k]);
+        lh_put_le32(buf + off, (uint32_t)k);
+        lh_put_le32(buf + off + 4, 0);
+        lh_put_le64(buf + off + 8, sizes[k]);
         off += STATE_SECTION;
         size_t len = 0;
         if (k == LH_ENGINE_STATE_AQ_SEND) st = lh_aq_save_state(e->aq_send, buf + off, sizes[k], &len);
@@ -311,7 +293,7 @@ static lh_status write_state(lh_engine *e, const char *dir, int64_t step, uint64
         off += sizes[k];
     }
     if (!st) {
-        put32(buf + off, lh_crc32c(0, buf, off));
+        lh_put_le32(buf + off, lh_crc32c(0, buf, off));
         st = lh_write_file_atomic(path, buf, total);
     }
     /* read back: what is on disk must be what was meant */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lh_bytes.h"
 #include "lh_checkpoint.h"
 #include "lh_compress.h"
 #include "lh_generate.h"
@@ -63,21 +64,13 @@ static lh_status recv_sized(lh_infer *inf, int src, int channel, size_t *len)
 
 static size_t header_bytes(int n) { return 8 + (size_t)n * 12; }
 
-static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 /* Parse and check a batch header; *total = tokens in it. */
 static lh_status parse_header(lh_infer *inf, const uint8_t *m, size_t len, int src, uint32_t *op, int *n,
                               lh_infer_entry *entries, size_t *total)
 {
     if (len < 8) return lh_fail(LH_ERR_COMM, "inference: %zu-byte message from rank %d is too short", len, src);
-    *op = get_u32(m);
-    uint32_t count = get_u32(m + 4);
+    *op = lh_get_le32(m);
+    uint32_t count = lh_get_le32(m + 4);
     if (*op == OP_SHUTDOWN) return LH_OK;
     if (*op != OP_BATCH || count < 1 || count > (uint32_t)inf->slots || len < header_bytes((int)count))
         return lh_fail(LH_ERR_COMM, "inference: malformed batch header from rank %d (op %u, %u entries)", src, *op,
@@ -86,9 +79,9 @@ static lh_status parse_header(lh_infer *inf, const uint8_t *m, size_t len, int s
     *total = 0;
     for (int i = 0; i < *n; i++) {
         const uint8_t *e = m + 8 + (size_t)i * 12;
-        entries[i].slot = (int)get_u32(e);
-        entries[i].count = (int)get_u32(e + 4);
-        entries[i].reset = (int)get_u32(e + 8);
+        entries[i].slot = (int)lh_get_le32(e);
+        entries[i].count = (int)lh_get_le32(e + 4);
+        entries[i].reset = (int)lh_get_le32(e + 8);
         if (entries[i].slot < 0 || entries[i].slot >= inf->slots || entries[i].count < 1 ||
             entries[i].count > inf->cfg.max_seq_len || entries[i].reset > 1)
             return lh_fail(LH_ERR_COMM, "inference: batch entry %d from rank %d is out of range (slot %d, count %d)",
@@ -100,13 +93,13 @@ static lh_status parse_header(lh_infer *inf, const uint8_t *m, size_t len, int s
 
 static void write_header(uint8_t *m, uint32_t op, int n, const lh_infer_entry *entries)
 {
-    put_u32(m, op);
-    put_u32(m + 4, (uint32_t)n);
+    lh_put_le32(m, op);
+    lh_put_le32(m + 4, (uint32_t)n);
     for (int i = 0; i < n; i++) {
         uint8_t *e = m + 8 + (size_t)i * 12;
-        put_u32(e, (uint32_t)entries[i].slot);
-        put_u32(e + 4, (uint32_t)entries[i].count);
-        put_u32(e + 8, (uint32_t)entries[i].reset);
+        lh_put_le32(e, (uint32_t)entries[i].slot);
+        lh_put_le32(e + 4, (uint32_t)entries[i].count);
+        lh_put_le32(e + 8, (uint32_t)entries[i].reset);
     }
 }
 
@@ -301,7 +294,7 @@ lh_status lh_infer_step(lh_infer *inf, int replica, int n, const lh_infer_entry 
     if (total > inf->max_tokens) return lh_fail(LH_ERR_INVALID_ARG, "inference: %zu tokens in one batch", total);
     size_t head = header_bytes(n);
     write_header(inf->msg, OP_BATCH, n, entries);
-    for (size_t k = 0; k < total; k++) put_u32(inf->msg + head + 4 * k, (uint32_t)tokens[k]);
+    for (size_t k = 0; k < total; k++) lh_put_le32(inf->msg + head + 4 * k, (uint32_t)tokens[k]);
     lh_status st = send_sized(inf, inf->msg, head + 4 * total, device_of(inf, replica, 0), CHANNEL_PIPE);
     size_t len = 0, want = (size_t)n * inf->cfg.vocab_size * sizeof(float);
     int last = device_of(inf, replica, inf->stages - 1);
@@ -316,8 +309,8 @@ lh_status lh_infer_shutdown(lh_infer *inf)
 {
     if (inf->rank != inf->frontend) return lh_fail(LH_ERR_INVALID_ARG, "inference: only the frontend shuts down");
     uint8_t m[8];
-    put_u32(m, OP_SHUTDOWN);
-    put_u32(m + 4, 0);
+    lh_put_le32(m, OP_SHUTDOWN);
+    lh_put_le32(m + 4, 0);
     lh_status st = LH_OK;
     for (int r = 0; r < inf->replicas && !st; r++) st = send_sized(inf, m, sizeof m, device_of(inf, r, 0), CHANNEL_PIPE);
     return st;
