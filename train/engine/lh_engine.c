@@ -310,12 +310,14 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
     e->report_pending = -1;
     e->dp_world_rank = malloc((size_t)plan->replicas * sizeof *e->dp_world_rank);
     e->pipe_world_rank = malloc((size_t)plan->stages * sizeof *e->pipe_world_rank);
-    if (!e->dp_world_rank || !e->pipe_world_rank) {
-        free(e->dp_world_rank);
-        free(e->pipe_world_rank);
-        free(e);
+    e->first_layer = malloc((size_t)plan->stages * sizeof *e->first_layer);
+    e->num_layers = malloc((size_t)plan->stages * sizeof *e->num_layers);
+    if (!e->dp_world_rank || !e->pipe_world_rank || !e->first_layer || !e->num_layers) {
+        lh_engine_free(e);
         return lh_fail(LH_ERR_NOMEM, "engine: out of memory");
     }
+    memcpy(e->first_layer, plan->first_layer, (size_t)plan->stages * sizeof *e->first_layer);
+    memcpy(e->num_layers, plan->num_layers, (size_t)plan->stages * sizeof *e->num_layers);
     for (int r = 0; r < plan->replicas; r++) e->dp_world_rank[r] = lh_plan_device(plan, r, stage);
     for (int s = 0; s < plan->stages; s++) e->pipe_world_rank[s] = lh_plan_device(plan, replica, s);
     e->slots = job->schedule == LH_JOB_SCHEDULE_GPIPE ? e->micro_batches
@@ -353,10 +355,10 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
         e->act_out = malloc(n * sizeof(float));
         e->grad_in = malloc(n * sizeof(float));
         e->grad_out = malloc(n * sizeof(float));
-        e->inbox[CHANNEL_FORWARD].spare = malloc(n * sizeof(float));
-        e->inbox[CHANNEL_BACKWARD].spare = malloc(n * sizeof(float));
+        int spares = exact_size_messages(e); /* fp32 tensors are received ahead into a second buffer */
+        for (int c = 0; c < 2 && spares; c++) e->inbox[c].spare = malloc(n * sizeof(float));
         if (!e->tokens || !e->targets || !e->ids || !e->act_in || !e->act_out || !e->grad_in || !e->grad_out ||
-            !e->inbox[CHANNEL_FORWARD].spare || !e->inbox[CHANNEL_BACKWARD].spare)
+            (spares && (!e->inbox[CHANNEL_FORWARD].spare || !e->inbox[CHANNEL_BACKWARD].spare)))
             st = lh_fail(LH_ERR_NOMEM, "engine: cannot allocate step buffers");
     }
     if (!st) st = open_codecs(e);
@@ -395,6 +397,8 @@ void lh_engine_free(lh_engine *e)
     free(e->inbox[CHANNEL_BACKWARD].spare);
     free(e->dp_world_rank);
     free(e->pipe_world_rank);
+    free(e->first_layer);
+    free(e->num_layers);
     lh_comm_free(e->pipe);
     lh_comm_free(e->dp);
     lh_comm_free(e->tied);

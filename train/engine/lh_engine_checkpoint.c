@@ -71,9 +71,10 @@ static const char *kind_name(int kind)
 }
 
 /*
- * The job's plan as far as codec state cares, gathered from every rank (the
- * engine keeps no copy of the plan): each stage's layers, and per (replica,
- * stage) which codecs hold state, the dataset size and the parameter count.
+ * The job's plan as far as codec state cares: each stage's layers, and per
+ * (replica, stage) which codecs hold state; with the model, the sequence
+ * length and the dataset size, hashed into the plan key.  Every rank derives
+ * the same layout from the plan and the job, without traffic.
  */
 typedef struct layout {
     int stages, replicas;
@@ -83,7 +84,13 @@ typedef struct layout {
     int any_state;
 } layout;
 
-enum { LAY_STAGE, LAY_REPLICA, LAY_FIRST, LAY_COUNT, LAY_MASK, LAY_SAMPLES, LAY_PARAMS, LAY_FIELDS };
+/* The codecs that hold state on stage `stage` of any replica (open_codecs in lh_engine.c creates them). */
+static int stage_mask(const lh_engine *e, int stage)
+{
+    int aq = e->job.compression.mode == LH_COMPRESS_AQSGD;
+    return (aq && stage < e->stages - 1 ? HAS_AQ_SEND : 0) | (aq && stage > 0 ? HAS_AQ_RECV : 0) |
+           (e->job.compression.gradient_bits > 0 && e->replicas > 1 ? HAS_GRAD : 0);
+}
 
 static int my_mask(const lh_engine *e)
 {
@@ -106,67 +113,40 @@ static uint64_t fnv_u64(uint64_t h, uint64_t v)
     return h;
 }
 
-/* Collective over the world. */
-static lh_status gather_layout(lh_engine *e, layout *l)
+static lh_status plan_layout(const lh_engine *e, layout *l)
 {
     memset(l, 0, sizeof *l);
     int n = e->stages * e->replicas;
-    const lh_stage_spec *spec = lh_stage_get_spec(e->model);
-    int64_t mine[LAY_FIELDS] = {e->stage,
-                                e->replica,
-                                spec->first_layer,
-                                spec->layer_count,
-                                my_mask(e),
-                                (int64_t)lh_dataset_total_samples(e->train),
-                                lh_stage_param_count(e->model)};
-    int64_t *all = malloc((size_t)n * sizeof mine);
     l->first_layer = malloc((size_t)(2 * e->stages + n) * sizeof(int));
-    lh_status st = all && l->first_layer ? LH_OK : lh_fail(LH_ERR_NOMEM, "checkpoint: out of memory");
-    st = lh_comm_agree(e->world, st, "gathering the plan");
-    if (!st) st = lh_comm_allgather(e->world, mine, sizeof mine, all);
-    if (st) {
-        free(all);
-        layout_free(l);
-        return st;
-    }
+    if (!l->first_layer) return lh_fail(LH_ERR_NOMEM, "checkpoint: out of memory");
     l->stages = e->stages;
     l->replicas = e->replicas;
     l->num_layers = l->first_layer + e->stages;
     l->mask = l->num_layers + e->stages;
+    const lh_job_model *m = &e->job.model;
     uint64_t h = 14695981039346656037ull;
-    h = fnv_u64(h, 1); /* version of the key's definition */
+    h = fnv_u64(h, 2); /* version of the key's definition */
     h = fnv_u64(h, (uint64_t)e->stages);
     h = fnv_u64(h, (uint64_t)e->replicas);
     h = fnv_u64(h, (uint64_t)e->seq);
-    h = fnv_u64(h, (uint64_t)e->channels);
-    uint64_t *per = calloc((size_t)n, 2 * sizeof *per); /* samples, params by (replica, stage) */
-    if (!per) {
-        free(all);
-        layout_free(l);
-        return lh_fail(LH_ERR_NOMEM, "checkpoint: out of memory");
-    }
-    for (int i = 0; i < n; i++) {
-        const int64_t *r = all + (size_t)i * LAY_FIELDS;
-        int at = (int)r[LAY_REPLICA] * e->stages + (int)r[LAY_STAGE];
-        l->first_layer[r[LAY_STAGE]] = (int)r[LAY_FIRST];
-        l->num_layers[r[LAY_STAGE]] = (int)r[LAY_COUNT];
-        l->mask[at] = (int)r[LAY_MASK];
-        per[2 * at] = (uint64_t)r[LAY_SAMPLES];
-        per[2 * at + 1] = (uint64_t)r[LAY_PARAMS];
-        l->any_state |= l->mask[at] != 0;
-    }
+    h = fnv_u64(h, (uint64_t)m->layers);
+    h = fnv_u64(h, (uint64_t)m->channels);
+    h = fnv_u64(h, (uint64_t)m->heads);
+    h = fnv_u64(h, (uint64_t)m->vocab);
+    h = fnv_u64(h, (uint64_t)m->context);
+    h = fnv_u64(h, lh_dataset_total_samples(e->train));
     for (int s = 0; s < e->stages; s++) {
+        l->first_layer[s] = e->first_layer[s];
+        l->num_layers[s] = e->num_layers[s];
         h = fnv_u64(h, (uint64_t)l->first_layer[s]);
         h = fnv_u64(h, (uint64_t)l->num_layers[s]);
     }
     for (int i = 0; i < n; i++) {
+        l->mask[i] = stage_mask(e, i % e->stages);
+        l->any_state |= l->mask[i] != 0;
         h = fnv_u64(h, (uint64_t)l->mask[i]);
-        h = fnv_u64(h, per[2 * i]);
-        h = fnv_u64(h, per[2 * i + 1]);
     }
     l->key = h;
-    free(per);
-    free(all);
     return LH_OK;
 }
 
@@ -480,9 +460,8 @@ lh_status lh_engine_save_checkpoint(lh_engine *e, const char *root)
     lh_status st = e->replicas > 1 ? lh_engine_verify_replicas(e) : LH_OK;
     if (st) return lh_fail_prefix(st, "checkpoint at step %lld", (long long)step);
     layout lay;
-    st = gather_layout(e, &lay);
-    if (st) return lh_fail_prefix(st, "checkpoint at step %lld", (long long)step);
-    if (e->rank == 0) st = lh_mkdir_p(dir);
+    st = plan_layout(e, &lay);
+    if (!st && e->rank == 0) st = lh_mkdir_p(dir);
     st = lh_comm_agree(e->world, st, "creating the checkpoint folder");
     if (!st && e->replica == 0) {
         snprintf(path, sizeof path, "%s/part_s%d.lhck", dir, e->stage);
@@ -685,12 +664,11 @@ lh_status lh_engine_resume(lh_engine *e, const char *root, int *resumed)
 {
     *resumed = 0;
     layout lay;
-    lh_status st = gather_layout(e, &lay);
-    if (st) return lh_fail_prefix(st, "resuming");
+    lh_status st = plan_layout(e, &lay);
     /* step (-1: nothing to resume), epoch, index, samples, stages, reuse codec state, plan key */
     int64_t header[7] = {-1, 0, 0, 0, 0, 0, 0};
     char why[768] = "";
-    if (e->rank == 0) {
+    if (!st && e->rank == 0) {
         char latest[LH_PATH_MAX + 16];
         snprintf(latest, sizeof latest, "%s/LATEST", root);
         if (access(latest, F_OK) == 0) {

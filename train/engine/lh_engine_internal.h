@@ -38,6 +38,7 @@ struct lh_engine {
     lh_comm *reports; /* a copy of world for step reports: records left unreceived die with it */
     int *dp_world_rank;   /* [replicas]: world rank of this stage in each replica */
     int *pipe_world_rank; /* [stages]: world rank of each stage of this replica */
+    int *first_layer, *num_layers; /* [stages]: the plan's layer split (checkpoints key codec state by it) */
     lh_stage *model;
     lh_dataset *train, *val;
 
