@@ -43,6 +43,16 @@ static lh_status iteration_cost(const lh_sched_problem *p, const lh_plan *plan, 
     return LH_OK;
 }
 
+/* Exchange the devices of stages a and b in every replica (the move is its own inverse). */
+static void swap_stages(lh_plan *plan, int a, int b)
+{
+    for (int r = 0; r < plan->replicas; r++) {
+        int *row = plan->device + (size_t)r * plan->stages, t = row[a];
+        row[a] = row[b];
+        row[b] = t;
+    }
+}
+
 static int better(double c1, double s1, double c2, double s2)
 {
     if (isinf(c2)) return c1 < c2 || (c1 == c2 && s1 < s2);
@@ -109,11 +119,7 @@ lh_status lh_sched_time_run(const lh_sched_problem *p, const lh_strategy_options
                 fits_all = need[sb] <= p->t->devices[best->device[r * P + sa]].memory_bytes &&
                            need[sa] <= p->t->devices[best->device[r * P + sb]].memory_bytes;
             if (!fits_all) continue;
-            for (int r = 0; r < D; r++) {
-                int t = best->device[r * P + sa];
-                best->device[r * P + sa] = best->device[r * P + sb];
-                best->device[r * P + sb] = t;
-            }
+            swap_stages(best, sa, sb);
             double c, soft;
             st = iteration_cost(p, best, &c, &soft);
             evaluated++;
@@ -123,11 +129,7 @@ lh_status lh_sched_time_run(const lh_sched_problem *p, const lh_strategy_options
                 best_soft = soft;
                 if (improved && o && o->curve) st = lh_anytime_add(o->curve, lh_now_s() - t0, c, evaluated);
             } else {
-                for (int r = 0; r < D; r++) {
-                    int t = best->device[r * P + sa];
-                    best->device[r * P + sa] = best->device[r * P + sb];
-                    best->device[r * P + sb] = t;
-                }
+                swap_stages(best, sa, sb); /* undo */
             }
             continue;
         }
