@@ -632,9 +632,9 @@ static void test_backend_failure_is_reported(void)
     lh_server *srv;
     LH_ASSERT_OK(lh_server_start(NULL, &be, g_tok, &srv));
     int port = lh_server_port(srv);
-    const char *plain = "{\"prompt\":\"x\",\"max_tokens\":4}";
+    const char *plain = "{\"prompt\":\"x\",\"max_tokens\":4,\"temperature\":0}";
     expect_error(port, "POST", "/v1/completions", plain, strlen(plain), 500, "injected failure of stage 1");
-    const char *streamed = "{\"prompt\":\"x\",\"max_tokens\":4,\"stream\":true}";
+    const char *streamed = "{\"prompt\":\"x\",\"max_tokens\":4,\"stream\":true,\"temperature\":0}";
     lh_http_response r;
     LH_ASSERT_OK(lh_http_request("127.0.0.1", port, "POST", "/v1/completions", streamed, strlen(streamed), &r));
     CU_ASSERT_EQUAL(r.status, 200); /* the stream had started: the failure comes as an event */
@@ -673,7 +673,7 @@ static void test_abandoned_stream(void)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT_EQUAL_FATAL(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    const char *body = "{\"prompt\":\"bye\",\"max_tokens\":60,\"stream\":true}";
+    const char *body = "{\"prompt\":\"bye\",\"max_tokens\":60,\"stream\":true,\"temperature\":0}";
     char req[512];
     int n = snprintf(req, sizeof req,
                      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
