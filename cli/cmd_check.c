@@ -61,11 +61,15 @@ static void summarise_plan(const char *path, const lh_plan *p)
 
 static void summarise_job(const char *path, const lh_job *j)
 {
+    char sched[48];
+    if (j->schedule == LH_JOB_SCHEDULE_GPIPE) snprintf(sched, sizeof sched, "gpipe");
+    else if (j->pipeline_depth == LH_JOB_DEPTH_AUTO) snprintf(sched, sizeof sched, "1f1b depth auto");
+    else snprintf(sched, sizeof sched, "1f1b depth %d", j->pipeline_depth);
     printf("%s: job '%s': GPT L=%d C=%d NH=%d T=%d V=%d, batch %d (micro %d) x seq %d, %s, %d stages x %d replicas, "
            "compression %s",
            path, j->name, j->model.layers, j->model.channels, j->model.heads, j->model.context, j->model.vocab,
-           j->batch.batch_size, j->batch.micro_batch, j->batch.seq_len, lh_pipeline_schedule_name(j->schedule),
-           j->placement.pipeline_stages, j->placement.data_parallel, lh_compress_mode_name(j->compression.mode));
+           j->batch.batch_size, j->batch.micro_batch, j->batch.seq_len, sched, j->placement.pipeline_stages,
+           j->placement.data_parallel, lh_compress_mode_name(j->compression.mode));
     if (j->compression.mode != LH_COMPRESS_FP32)
         printf(" fw%d/bw%d", j->compression.forward_bits, j->compression.backward_bits);
     printf("\n");

@@ -167,10 +167,14 @@ int cmd_plan(int argc, char **argv)
            t->n_devices, used_regions, w.stages, w.replicas, strategy->name, seed, search_s);
     printf("DT-FM COMM-COST  %10.4f s   (data-parallel %.4f s + pipeline %.4f s)\n", dtfm.total_s, dtfm.dp_s,
            dtfm.pp_s);
+    char sched_name[32];
+    if (w.schedule == LH_SCHEDULE_GPIPE) snprintf(sched_name, sizeof sched_name, "GPipe");
+    else if (w.depth > 1) snprintf(sched_name, sizeof sched_name, "1F1B depth %d", w.depth);
+    else snprintf(sched_name, sizeof sched_name, "1F1B");
     printf("iteration time   %10.4f s   (model, %s, %d micro-batches; pipeline %.4f s, compute %.4f s, bubble "
            "%.4f s, slowest DP sync %.4f s, control %.4f s)\n",
-           it.total_s, w.schedule == LH_SCHEDULE_GPIPE ? "GPipe" : "1F1B", w.batch / w.micro_batch, it.pp_s,
-           it.compute_s, it.bubble_s, it.dp_s, it.control_s);
+           it.total_s, sched_name, w.batch / w.micro_batch, it.pp_s, it.compute_s, it.bubble_s, it.dp_s,
+           it.control_s);
     if (simulate && (long long)w.stages * (w.batch / w.micro_batch) * w.replicas <= 50000000LL) {
         lh_sim_result sim;
         if ((st = lh_simulate_iteration(p, plan, &sim))) {

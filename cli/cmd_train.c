@@ -111,6 +111,7 @@ static lh_workload workload_from_job(const lh_job *job)
     w.act_bits = job->compression.mode == LH_COMPRESS_FP32 ? 32 : job->compression.forward_bits;
     w.grad_bits = job->compression.gradient_bits ? job->compression.gradient_bits : 32;
     w.schedule = job->schedule == LH_JOB_SCHEDULE_GPIPE ? LH_SCHEDULE_GPIPE : LH_SCHEDULE_1F1B;
+    w.depth = job->pipeline_depth;
     w.dtfm_c_dp_bytes = 0;
     w.dtfm_c_pp_bytes = 0;
     return w;
@@ -159,6 +160,41 @@ static lh_status decide_plan(const lh_job *job, const char *plan_path, const lh_
     }
     lh_sched_problem_free(problem);
     return st;
+}
+
+/*
+ * Rank 0, pipeline.depth "auto": simulate the plan on the links the job will
+ * see (an emulated network stretched by its time scale) at each depth and
+ * take the scheduler's choice; without a topology there is nothing to
+ * simulate, and classic 1F1B (depth 1) runs, said in the log.
+ */
+static lh_status resolve_depth(lh_job *job, const lh_topology *topology, const lh_plan *plan)
+{
+    if (job->pipeline_depth != LH_JOB_DEPTH_AUTO) return LH_OK;
+    job->pipeline_depth = 1;
+    if (job->schedule == LH_JOB_SCHEDULE_GPIPE) return LH_OK;
+    if (!topology) {
+        LH_INFO("pipeline: depth 1 (\"auto\" needs a topology to simulate)");
+        return LH_OK;
+    }
+    lh_topology *links;
+    lh_status st = lh_topology_clone(topology, &links);
+    if (st) return st;
+    if (job->placement.emulate) lh_topology_scale_links(links, job->placement.time_scale);
+    lh_workload w = workload_from_job(job);
+    lh_sched_problem *problem = NULL;
+    int depth = 1;
+    double est = 0;
+    st = lh_sched_problem_create(links, &w, &problem);
+    if (!st) st = lh_choose_depth(problem, plan, &depth, &est);
+    if (!st) {
+        job->pipeline_depth = depth;
+        LH_INFO("pipeline: 1F1B depth %d chosen by simulation (%.4g s per step estimated%s)", depth, est,
+                job->placement.emulate ? " on the emulated links" : "");
+    }
+    lh_sched_problem_free(problem);
+    lh_topology_free(links);
+    return st ? lh_fail_prefix(st, "choosing the pipeline depth") : LH_OK;
 }
 
 /* Rank 0 holds `plan`; every rank ends with its own copy. */
@@ -430,6 +466,7 @@ static lh_status run(const train_request *args, int rank, int size)
         else if (job.placement.topology[0])
             st = lh_topology_load(job.placement.topology, &topology);
         if (!st) st = decide_plan(&job, args->plan_path ? args->plan_path : job.placement.plan, topology, &plan);
+        if (!st) st = resolve_depth(&job, topology, plan);
         if (!st) st = lh_mkdir_p(job.output_dir);
         if (!st) {
             char path[LH_PATH_MAX + 32];
@@ -440,6 +477,7 @@ static lh_status run(const train_request *args, int rank, int size)
     }
     st = agree(st, rank);
     if (!st) st = broadcast_plan(&plan, rank);
+    if (!st) MPI_Bcast(&job.pipeline_depth, 1, MPI_INT, 0, MPI_COMM_WORLD);
 
     lh_netem *netem = NULL;
     uint8_t secret[LH_KEY_BYTES];

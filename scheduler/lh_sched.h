@@ -56,6 +56,7 @@ typedef struct lh_workload {
     double grad_bits;     /* bits per gradient element on the wire */
     double optimizer_bytes_per_param; /* weights+grads+optimizer state per parameter */
     lh_pipe_schedule schedule;
+    int depth;            /* 1F1B warm-up depth: stage s runs depth x (stages-s-1) forwards first (0 = 1) */
     double overlap;       /* 0..1: share of pipeline transfer hidden under compute */
     /* DT-FM constants: when > 0 they replace the derived message sizes in the
      * DT-FM cost model (c_DP: one stage's gradients, c_PP: one stage's
@@ -75,6 +76,12 @@ lh_status lh_workload_parse(const char *name, const char *text, size_t len, lh_w
 
 /** Load and validate a workload file. */
 lh_status lh_workload_load(const char *path, lh_workload *out);
+
+/**
+ * Forwards stage `stage` runs before its first backward: all micro-batches
+ * under GPipe; under 1F1B depth x (stages - stage - 1), at most all.
+ */
+int lh_workload_warmup(const lh_workload *w, int stage);
 
 /** Parameters of `layers` transformer blocks (12h^2 + 13h each). */
 double lh_workload_block_params(const lh_workload *w, int layers);
@@ -280,6 +287,16 @@ typedef struct lh_sim_result {
  * each stage group's compressed ring allreduce step by step.
  */
 lh_status lh_simulate_iteration(const lh_sched_problem *p, const lh_plan *plan, lh_sim_result *out);
+
+/**
+ * The 1F1B warm-up depth (lh_workload.depth) that runs `plan` fastest in the
+ * simulator: depths 1 up to the one at which stage 0 warms up with every
+ * micro-batch are simulated, deeper ones only while their activation memory
+ * fits every device, and the shallowest within 1% of the fastest wins (fewer
+ * micro-batches in flight, less memory).  *iteration_s (may be NULL) gets its
+ * simulated iteration time.  The problem's own schedule and depth are ignored.
+ */
+lh_status lh_choose_depth(const lh_sched_problem *p, const lh_plan *plan, int *depth, double *iteration_s);
 
 /* ------------------------------------------------------------------ */
 /* Re-planning                                                         */

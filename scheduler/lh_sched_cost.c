@@ -209,17 +209,19 @@ static double replica_pipeline(const lh_workload *w, const stage_times *t, int P
                 slot = fmax(slot, t[s].x);
             }
         }
-        /* In steady 1F1B, B(j-1) on stage s is followed by F(j + P-s-1), whose activation reaches stage s'
-         * where the next op is B(j + s'-s), whose gradient comes back to s: a cycle through stages s..s'
-         * carrying s'-s+1 micro-batches.  Its length over its token count bounds the slot (max-plus cycle
-         * mean); cycles with >= M tokens never repeat and give no bound. */
-        for (int s = P - M > 0 ? P - M : 0; s < P; s++) { /* stages with warm-up >= M never alternate */
+        /* In steady 1F1B, B(j-1) on stage s is followed by F(j + w_s) (w_s = its warm-up forwards), whose
+         * activation reaches stage s' where the next op is B(j + w_s - w_s'), whose gradient comes back to s:
+         * a cycle through stages s..s' carrying w_s - w_s' + 1 micro-batches (s'-s+1 at depth 1).  Its
+         * length over its token count bounds the slot (max-plus cycle mean); cycles with >= M tokens never
+         * repeat and give no bound, and stages whose warm-up covers every micro-batch never alternate. */
+        for (int s = 0; s < P; s++) {
             double len = 0;
-            for (int e = s; e < P && e - s + 1 < M; e++) {
+            int ws = lh_workload_warmup(w, s);
+            for (int e = s; e < P && ws - lh_workload_warmup(w, e) + 1 < M; e++) {
                 double xin = e > 0 ? t[e - 1].x : 0, xout = e + 1 < P ? t[e].x : 0;
                 len += t[e].f + t[e].b + 2.0 * (1.0 - o) * (xin + xout);
                 if (e > s) len += 2.0 * (t[e - 1].lat + t[e - 1].x);
-                slot = fmax(slot, len / (e - s + 1));
+                slot = fmax(slot, len / (ws - lh_workload_warmup(w, e) + 1));
             }
         }
         makespan = latency + (M - 1) * slot;
@@ -267,7 +269,8 @@ double lh_sp_step_end(const lh_sched_problem *p, const lh_plan *plan, const doub
 {
     const lh_workload *w = &p->w;
     int P = plan->stages, D = plan->replicas;
-    double end = 0, synced = 0, tied_bits = (double)w->vocab * w->hidden * 32.0;
+    /* the engine's tied exchange: both directions at once, at the gradient width */
+    double end = 0, synced = 0, tied_bits = (double)w->vocab * w->hidden * fmin(w->grad_bits, 32.0);
     for (int r = 0; r < D; r++) {
         double last = 0;
         for (int s = 0; s < P; s++) last = fmax(last, stage_done[r * P + s]);
@@ -276,7 +279,7 @@ double lh_sp_step_end(const lh_sched_problem *p, const lh_plan *plan, const doub
             double lat, ibw;
             lh_sp_link(p, lh_plan_device(plan, r, 0), lh_plan_device(plan, r, P - 1), &lat, &ibw);
             double both = fmax(stage_done[r * P], stage_done[r * P + P - 1]);
-            last = fmax(last, both + 2.0 * (lat + tied_bits / 2.0 * ibw));
+            last = fmax(last, both + lat + tied_bits * ibw);
         }
         double norm = 0;
         if (P > ENGINE_DIRECT_MAX_RANKS) {

@@ -4,7 +4,7 @@
  *
  * What is simulated: every forward and backward of every micro-batch on every
  * device in the schedule's order (GPipe: all forwards then all backwards;
- * 1F1B: min(P-s-1, M) warm-up forwards, then one-forward-one-backward, then
+ * 1F1B: lh_workload_warmup forwards, then one-forward-one-backward, then
  * the cool-down backwards), every activation and gradient message on its
  * directed link (a link carries one message at a time, first come first
  * served; latency is in flight, not occupancy), the unhidden part (1 - overlap)
@@ -30,15 +30,15 @@ typedef struct sim_op {
     int mb;
 } sim_op;
 
-static void build_ops(lh_pipe_schedule sched, int P, int M, int s, sim_op *ops)
+static void build_ops(const lh_workload *w, int M, int s, sim_op *ops)
 {
     int k = 0;
-    if (sched == LH_SCHEDULE_GPIPE) {
+    if (w->schedule == LH_SCHEDULE_GPIPE) {
         for (int m = 0; m < M; m++) ops[k++] = (sim_op){1, m};
         for (int m = 0; m < M; m++) ops[k++] = (sim_op){0, m};
         return;
     }
-    int warm = P - s - 1 < M ? P - s - 1 : M;
+    int warm = lh_workload_warmup(w, s);
     int f = 0, b = 0;
     for (; f < warm; f++) ops[k++] = (sim_op){1, f};
     while (f < M) {
@@ -77,7 +77,7 @@ lh_status lh_simulate_iteration(const lh_sched_problem *p, const lh_plan *plan, 
         st = lh_fail(LH_ERR_NOMEM, "simulator: out of memory for %d stages x %d micro-batches", P, M);
         goto done;
     }
-    for (int s = 0; s < P; s++) build_ops(w->schedule, P, M, s, ops + (size_t)s * 2 * M);
+    for (int s = 0; s < P; s++) build_ops(w, M, s, ops + (size_t)s * 2 * M);
     double pipeline = 0;
     for (int r = 0; r < D; r++) {
         for (int s = 0; s < P; s++) {
@@ -190,4 +190,42 @@ done:
     free(dev_free), free(lf_fwd), free(lf_bwd), free(next), free(stage_done), free(ring_recv), free(ring_link),
         free(ring_new);
     return st;
+}
+
+lh_status lh_choose_depth(const lh_sched_problem *p, const lh_plan *plan, int *depth, double *iteration_s)
+{
+    struct lh_sched_problem q = *p; /* a shallow copy: only its workload's depth changes */
+    int P = plan->stages, M = p->w.batch / p->w.micro_batch;
+    int deepest = P > 1 ? (M + P - 2) / (P - 1) : 1; /* stage 0 then warms up with every micro-batch */
+    double best = INFINITY;
+    int chosen = 0;
+    double *times = malloc((size_t)deepest * sizeof *times);
+    if (!times) return lh_fail(LH_ERR_NOMEM, "choosing the pipeline depth: out of memory");
+    q.w.schedule = LH_SCHEDULE_1F1B;
+    for (int d = 1; d <= deepest; d++) {
+        q.w.depth = d;
+        times[d - 1] = INFINITY;
+        lh_cost_report rep;
+        lh_status st = lh_cost_iteration.evaluate(&q, plan, &rep);
+        if (st) {
+            free(times);
+            return st;
+        }
+        int fits = rep.memory_ok;
+        lh_cost_report_clear(&rep);
+        if (!fits && d > 1) break; /* deeper only needs more memory */
+        lh_sim_result sim;
+        if ((st = lh_simulate_iteration(&q, plan, &sim))) {
+            free(times);
+            return st;
+        }
+        times[d - 1] = sim.iteration_s;
+        best = fmin(best, sim.iteration_s);
+    }
+    for (int d = deepest; d >= 1; d--)
+        if (times[d - 1] <= 1.01 * best) chosen = d;
+    *depth = chosen;
+    if (iteration_s) *iteration_s = times[chosen - 1];
+    free(times);
+    return LH_OK;
 }

@@ -38,6 +38,7 @@ void lh_workload_dtfm_gpt3xl(lh_workload *w)
     w->grad_bits = 32;
     w->optimizer_bytes_per_param = 16;
     w->schedule = LH_SCHEDULE_GPIPE;
+    w->depth = 1;
     w->overlap = 1.0;
     w->dtfm_c_dp_bytes = 0.65e9;
     w->dtfm_c_pp_bytes = 0.47124922e9;
@@ -109,15 +110,20 @@ double lh_workload_forward_flops(const lh_workload *w, int layers, int is_last)
     return flops;
 }
 
+int lh_workload_warmup(const lh_workload *w, int stage)
+{
+    int M = w->batch / w->micro_batch;
+    if (w->schedule == LH_SCHEDULE_GPIPE) return M;
+    int64_t warm = (int64_t)(w->depth > 1 ? w->depth : 1) * (w->stages - stage - 1);
+    return warm < M ? (int)warm : M;
+}
+
 double lh_workload_stage_memory(const lh_workload *w, int layers, int stage, int is_first, int is_last)
 {
     double params = stage_params(w, layers, is_first, is_last);
     int micro_batches = w->batch / w->micro_batch;
-    int stashed = micro_batches;
-    if (w->schedule == LH_SCHEDULE_1F1B) {
-        int in_flight = w->stages - stage;
-        if (in_flight < stashed) stashed = in_flight;
-    }
+    int warmup = lh_workload_warmup(w, stage);
+    int stashed = warmup < micro_batches ? warmup + 1 : micro_batches;
     double act_per_block = 17.0 * w->act_bytes * (double)w->micro_batch * w->seq_len * w->hidden;
     return params * w->optimizer_bytes_per_param + (double)stashed * layers * act_per_block;
 }
@@ -145,8 +151,8 @@ lh_status lh_workload_parse(const char *name, const char *text, size_t len, lh_w
                                        "seq_len",    "vocab",         "pipeline_stages", "data_parallel",
                                        "batch",      "micro_batch",   "act_bytes",   "grad_bytes",
                                        "act_bits",   "grad_bits",     "optimizer_bytes_per_param",
-                                       "schedule",   "overlap",       "dtfm_c_dp_gb", "dtfm_c_pp_gb",
-                                       NULL};
+                                       "schedule",   "depth",         "overlap",     "dtfm_c_dp_gb",
+                                       "dtfm_c_pp_gb", NULL};
     static const char *const schedules[] = {"gpipe", "1f1b", NULL};
     lh_workload w;
     lh_workload_dtfm_gpt3xl(&w);
@@ -185,6 +191,7 @@ lh_status lh_workload_parse(const char *name, const char *text, size_t len, lh_w
     GET_DOUBLE("act_bits", 0.01, 64, w.act_bits);
     GET_DOUBLE("grad_bits", 0.01, 64, w.grad_bits);
     GET_DOUBLE("optimizer_bytes_per_param", 0, 1024, w.optimizer_bytes_per_param);
+    GET_INT("depth", 1, 1 << 20, w.depth, 0);
     GET_DOUBLE("overlap", 0, 1, w.overlap);
     double c_dp_gb = 0, c_pp_gb = 0;
     GET_DOUBLE("dtfm_c_dp_gb", 0, 1e6, c_dp_gb);

@@ -31,6 +31,50 @@ void lh_topology_free(lh_topology *t)
     free(t);
 }
 
+static void *copy_of(const void *src, size_t bytes, int *failed)
+{
+    if (!bytes) return NULL;
+    void *dst = malloc(bytes);
+    if (dst) memcpy(dst, src, bytes);
+    else *failed = 1;
+    return dst;
+}
+
+lh_status lh_topology_clone(const lh_topology *t, lh_topology **out)
+{
+    *out = NULL;
+    lh_topology *c = calloc(1, sizeof *c);
+    if (!c) return lh_fail(LH_ERR_NOMEM, "topology: out of memory");
+    *c = *t;
+    size_t R = (size_t)t->n_regions;
+    int failed = 0;
+    c->devices = copy_of(t->devices, (size_t)t->n_devices * sizeof *t->devices, &failed);
+    c->regions = copy_of(t->regions, R * sizeof *t->regions, &failed);
+    c->region_links = copy_of(t->region_links, R * R * sizeof *t->region_links, &failed);
+    c->has_region_link = copy_of(t->has_region_link, R * R, &failed);
+    c->pair_links = copy_of(t->pair_links, t->n_pair_links * sizeof *t->pair_links, &failed);
+    if (failed) {
+        lh_topology_free(c);
+        return lh_fail(LH_ERR_NOMEM, "topology: out of memory");
+    }
+    *out = c;
+    return LH_OK;
+}
+
+static void scale_link(lh_link *l, double s)
+{
+    l->latency_s *= s;
+    l->bandwidth_bps /= s;
+}
+
+void lh_topology_scale_links(lh_topology *t, double time_scale)
+{
+    size_t R = (size_t)t->n_regions;
+    for (size_t i = 0; i < R * R; i++) scale_link(&t->region_links[i], time_scale);
+    for (size_t i = 0; i < t->n_pair_links; i++) scale_link(&t->pair_links[i].link, time_scale);
+    scale_link(&t->default_link, time_scale);
+}
+
 /* Devices with no regions yet; the file reader names each device's region. */
 static lh_status topology_alloc(int n_devices, lh_topology **out)
 {

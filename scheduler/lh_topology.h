@@ -59,6 +59,15 @@ typedef struct lh_topology {
     lh_link default_link;
 } lh_topology;
 
+/** Deep copy. */
+lh_status lh_topology_clone(const lh_topology *t, lh_topology **out);
+
+/**
+ * Stretch every link by `time_scale` (> 0): latencies x s, bandwidths / s, as
+ * an emulated network with that time scale behaves (lh_netem.h).
+ */
+void lh_topology_scale_links(lh_topology *t, double time_scale);
+
 /** Parse a topology document held in memory; `name` is used in messages. */
 lh_status lh_topology_parse(const char *name, const char *text, size_t len, lh_topology **out);
 

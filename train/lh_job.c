@@ -48,6 +48,7 @@ void lh_job_defaults(lh_job *job)
                                         .beta2 = 0.95, .eps = 1e-8, .grad_clip = 1.0, .warmup_steps = 0,
                                         .schedule = LH_JOB_LR_COSINE};
     job->schedule = LH_JOB_SCHEDULE_1F1B;
+    job->pipeline_depth = 1;
     job->placement.pipeline_stages = 1;
     job->placement.data_parallel = 1;
     snprintf(job->placement.strategy, sizeof job->placement.strategy, "auto");
@@ -149,11 +150,21 @@ static lh_status read_optimizer(lh_jpath *p, json_object *o, lh_job *job)
 
 static lh_status read_pipeline(lh_jpath *p, json_object *o, lh_job *job)
 {
-    static const char *const keys[] = {"schedule", NULL};
+    static const char *const keys[] = {"schedule", "depth", NULL};
     int schedule = (int)job->schedule;
+    int64_t depth = job->pipeline_depth;
     lh_status st = lh_json_check_keys(p, o, keys);
     if (!st) st = lh_json_opt_enum(p, o, "schedule", schedule_names, &schedule, NULL);
+    json_object *d = NULL;
+    if (!st && json_object_object_get_ex(o, "depth", &d) && json_object_is_type(d, json_type_string)) {
+        if (strcmp(json_object_get_string(d), "auto") != 0)
+            st = lh_json_fail(p, "depth", "expected a number >= 1 or \"auto\", got \"%s\"", json_object_get_string(d));
+        depth = LH_JOB_DEPTH_AUTO;
+    } else if (!st) {
+        st = lh_json_opt_int(p, o, "depth", 1, 1 << 20, &depth, NULL);
+    }
     job->schedule = (lh_pipeline_schedule)schedule;
+    job->pipeline_depth = (int)depth;
     return st;
 }
 

@@ -22,6 +22,9 @@ extern "C" {
 #define LH_PATH_MAX 1024
 
 typedef enum { LH_JOB_SCHEDULE_GPIPE = 0, LH_JOB_SCHEDULE_1F1B } lh_pipeline_schedule;
+
+/* pipeline.depth "auto": the coordinator simulates the plan on the job's links and picks the depth. */
+#define LH_JOB_DEPTH_AUTO 0
 typedef enum { LH_JOB_LR_COSINE = 0, LH_JOB_LR_LINEAR, LH_JOB_LR_CONSTANT } lh_job_lr_decay;
 typedef enum { LH_COMPRESS_FP32 = 0, LH_COMPRESS_AQSGD, LH_COMPRESS_DIRECTQ } lh_compress_mode;
 typedef enum { LH_JOB_ROUND_NEAREST = 0, LH_JOB_ROUND_STOCHASTIC } lh_job_rounding;
@@ -90,6 +93,8 @@ typedef struct lh_job {
     lh_job_batch batch;
     lh_job_optimizer optimizer;
     lh_pipeline_schedule schedule;
+    int pipeline_depth; /* 1F1B: stage s runs depth x (stages - s - 1) forwards before its first backward;
+                           LH_JOB_DEPTH_AUTO until the coordinator chooses one */
     lh_job_placement placement;
     lh_job_compression compression;
     lh_job_checkpoint checkpoint;

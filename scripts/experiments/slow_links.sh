@@ -5,8 +5,10 @@
 # by TIME_SCALE to this CPU's compute speed; fp32 vs AQ-SGD (fw FW / bw BW,
 # scales clipped at CLIP x RMS when CLIP > 0) vs AQ-SGD plus 4-bit
 # data-parallel gradients.  Prints tokens/s (mean over steps after a warm-up)
-# and each run's ratio to fp32 at 10 Gbit/s.
-#   [STAGES=2 REPLICAS=2 BATCH=8 MICRO=2 FW=4 BW=8 CLIP=0] scripts/experiments/slow_links.sh [OUT_DIR] [TIME_SCALE] [STEPS]
+# and each run's ratio to fp32 at 10 Gbit/s.  DEPTH is the 1F1B warm-up depth
+# (job "pipeline": {"depth": DEPTH}; 1 is classic 1F1B, "auto" lets the
+# coordinator simulate the plan on each run's links and choose).
+#   [STAGES=2 REPLICAS=2 BATCH=8 MICRO=2 FW=4 BW=8 CLIP=0 DEPTH=1|auto] scripts/experiments/slow_links.sh [OUT_DIR] [TIME_SCALE] [STEPS]
 # With REPLICAS=1 there is no data-parallel traffic: the third column repeats the second.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,6 +22,8 @@ micro=${MICRO:-2}
 fw=${FW:-4}
 bw=${BW:-8}
 clip=${CLIP:-0}
+depth=${DEPTH:-1}
+[ "$depth" = auto ] && depth='"auto"'
 ranks=$((stages * replicas))
 longhaul=$root/build/longhaul
 flags=(--oversubscribe --bind-to none)
@@ -51,6 +55,7 @@ TOPO
   "model": { "layers": 4, "channels": 128, "heads": 4, "context": 64, "vocab": 257 },
   "data": { "train": "$out/small.txt", "val_fraction": 0.05 },
   "batch": { "batch_size": $batch, "micro_batch": $micro, "steps": $steps },
+  "pipeline": { "schedule": "1f1b", "depth": $depth },
   "placement": { "pipeline_stages": $stages, "data_parallel": $replicas, "topology": "$out/topo_$mbps.json",
                  "emulate": true, "time_scale": $scale, "strategy": "rank" },
   "compression": { "mode": "$cmode", "forward_bits": $fw, "backward_bits": $bw, "gradient_bits": $gbits,
@@ -70,3 +75,8 @@ for mbps in 10000 1000 500 100; do
   awk -v m="$mbps" -v f="$f" -v a="$a" -v g="$g" -v b="$base" \
     'BEGIN { printf "| %d Mbit/s | %d | %d | %d | %.2fx | %.2fx |\n", m, f, a, g, a / b, g / f }' | tee -a table.md
 done
+# The depth each run used ("auto" runs log the one the simulation chose).
+for f in *_*.log; do
+  d=$(sed -n 's/.*1F1B depth \([0-9]*\) chosen.*/\1/p' "$f" | head -1)
+  printf '%s: depth %s\n' "${f%.log}" "${d:-$depth}"
+done | tee depths.txt

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lh_data.h"
 #include "lh_engine.h"
@@ -151,6 +152,10 @@ static void test_gpipe_equals_1f1b(void)
     job.schedule = LH_JOB_SCHEDULE_1F1B;
     engine_losses(&job, 4, 1, b);
     assert_close(a, b, STEPS, 1e-5);
+    double c[STEPS];
+    job.pipeline_depth = 2; /* stages 0 and 1 warm up with all 4 micro-batches, stage 2 with 2 */
+    engine_losses(&job, 4, 1, c);
+    assert_close(b, c, STEPS, 1e-6);
 }
 
 static void test_compressed_links_stay_close(void)
@@ -190,6 +195,12 @@ static void test_evaluate_and_bad_plans(void)
     LH_ASSERT_FAILS_WITH(lh_engine_create(&job, plan, world, tokens, n_tokens, &e), LH_ERR_MISMATCH,
                          "the plan needs 2 x 1 = 2 ranks but the job has 4");
     lh_plan_free(plan);
+
+    LH_ASSERT_OK(lh_plan_create(2, 2, job.model.layers, &plan));
+    job.pipeline_depth = LH_JOB_DEPTH_AUTO;
+    LH_ASSERT_FAILS_WITH(lh_engine_create(&job, plan, world, tokens, n_tokens, &e), LH_ERR_INVALID_ARG,
+                         "resolved by the coordinator");
+    lh_plan_free(plan);
 }
 
 static void test_perturbed_replica_is_caught(void)
@@ -224,6 +235,50 @@ static void test_perturbed_replica_is_caught(void)
     lh_plan_free(plan);
 }
 
+/* After steps the first stage's wte and the last stage's copy hold the same bits. */
+static void check_tied_copies(const lh_job *job, int stages, int replicas)
+{
+    lh_plan *plan;
+    lh_engine *e;
+    LH_ASSERT_OK(lh_plan_create(stages, replicas, job->model.layers, &plan));
+    LH_ASSERT_OK(lh_engine_create(job, plan, world, tokens, n_tokens, &e));
+    for (int i = 0; i < STEPS; i++) LH_ASSERT_OK(lh_engine_step(e, NULL));
+    int pos[2], all[2 * 16], size;
+    lh_engine_position(e, &pos[0], &pos[1]);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Allgather(pos, 2, MPI_INT, all, 2, MPI_INT, MPI_COMM_WORLD);
+    lh_stage *s = lh_engine_stage(e);
+    const lh_model_config *cfg = lh_stage_config(s);
+    int n = cfg->padded_vocab_size * cfg->channels;
+    const float *wte = lh_stage_params(s) + lh_stage_wte_offset(s);
+    for (int r = 0; r < size; r++) {
+        if (all[2 * r + 1] != pos[1]) continue; /* another replica */
+        if (pos[0] == 0 && all[2 * r] == stages - 1) MPI_Send(wte, n, MPI_FLOAT, r, 0, MPI_COMM_WORLD);
+        if (pos[0] == stages - 1 && all[2 * r] == 0) {
+            float *first = malloc((size_t)n * sizeof *first);
+            MPI_Recv(first, n, MPI_FLOAT, r, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            size_t differ = 0;
+            for (int i = 0; i < n; i++) differ += memcmp(&first[i], &wte[i], sizeof(float)) != 0;
+            if (differ) fprintf(stderr, "\n  %d x %d: %zu of %d wte values differ\n", stages, replicas, differ, n);
+            CU_ASSERT_EQUAL(differ, 0);
+            free(first);
+        }
+    }
+    lh_engine_free(e);
+    lh_plan_free(plan);
+}
+
+static void test_tied_copies_stay_identical(void)
+{
+    lh_job job;
+    small_job(&job);
+    check_tied_copies(&job, 4, 1);
+    job.compression.mode = LH_COMPRESS_AQSGD;
+    job.compression.gradient_bits = 4; /* tied messages quantized with error feedback */
+    check_tied_copies(&job, 4, 1);
+    check_tied_copies(&job, 2, 2);
+}
+
 static int setup(void)
 {
     if (lh_corpus_default_tokens(&tokens, &n_tokens)) return 1;
@@ -246,6 +301,7 @@ int main(int argc, char **argv)
                            {"AQ-SGD and DirectQ links stay close", test_compressed_links_stay_close},
                            {"evaluate; a plan of the wrong size", test_evaluate_and_bad_plans},
                            {"a perturbed replica is caught", test_perturbed_replica_is_caught},
+                           {"tied wte copies stay bit-identical", test_tied_copies_stay_identical},
                            CU_TEST_INFO_NULL};
     CU_SuiteInfo suites[] = {{"engine", setup, teardown, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
     return lh_test_run_mpi(&argc, &argv, suites);

@@ -129,6 +129,7 @@ static void test_example_plan_and_job(void)
     CU_ASSERT_EQUAL(job.batch.micro_batch, 2);
     CU_ASSERT_EQUAL(job.compression.mode, LH_COMPRESS_AQSGD);
     CU_ASSERT_EQUAL(job.schedule, LH_JOB_SCHEDULE_1F1B);
+    CU_ASSERT_EQUAL(job.pipeline_depth, LH_JOB_DEPTH_AUTO);
     CU_ASSERT_STRING_EQUAL(job.data.train, "embedded");
     /* Input paths are resolved against the job file's folder. */
     CU_ASSERT_STRING_EQUAL(job.placement.topology, EXAMPLES "topology.json");
@@ -177,6 +178,7 @@ static const broken_case broken_cases[] = {
     {"job_clip.json", LH_ERR_FORMAT, "$.compression.clip: must be in [0, 1e+06], got -1"},
     {"job_mode.json", LH_ERR_FORMAT, "$.compression.mode: \"gzip\" is not one of: fp32, aqsgd, directq"},
     {"job_device.json", LH_ERR_FORMAT, "$.device: \"tpu\" is not one of: cpu, cuda"},
+    {"job_depth.json", LH_ERR_FORMAT, "$.pipeline.depth: expected a number >= 1 or \"auto\", got \"deep\""},
     {"job_seq.json", LH_ERR_FORMAT, "$.batch.seq_len: 64 is longer than the model context 32"},
     {"job_missing_model.json", LH_ERR_FORMAT, "$.model: required field is missing"},
     {"job_typo.json", LH_ERR_FORMAT, "$.optimiser: unknown field"},

@@ -468,16 +468,111 @@ static void test_iteration_model_and_simulator_by_hand(void)
     CU_ASSERT_DOUBLE_EQUAL(sim.iteration_s, 21.5, 1e-9);
     CU_ASSERT_DOUBLE_EQUAL(r.total_s, 23.0, 1e-9);
     lh_cost_report_clear(&r);
-    /* With a 100-token vocabulary the tied sync comes first: two trips of 0.5 s + 64 x 100 x 32 / 2 bits at
-     * 16384 bit/s (6.25 s) each. */
+    /* With a 100-token vocabulary the tied exchange comes first: one trip of 0.5 s + 64 x 100 x 32 bits at
+     * 16384 bit/s (12.5 s), both directions at once; 4-bit gradients make it 1.5625 s. */
     lh_sched_problem_free(p);
     w.vocab = 100;
     LH_ASSERT_OK(lh_sched_problem_create(t, &w, &p));
     LH_ASSERT_OK(lh_cost_iteration.evaluate(p, pl, &r));
-    CU_ASSERT_DOUBLE_EQUAL(r.control_s, 2 * (0.5 + 6.25) + 0.5, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(r.control_s, 0.5 + 12.5 + 0.5, 1e-9);
+    lh_cost_report_clear(&r);
+    lh_sched_problem_free(p);
+    w.grad_bits = 4;
+    LH_ASSERT_OK(lh_sched_problem_create(t, &w, &p));
+    LH_ASSERT_OK(lh_cost_iteration.evaluate(p, pl, &r));
+    CU_ASSERT_DOUBLE_EQUAL(r.control_s, 0.5 + 1.5625 + 0.5, 1e-9);
     lh_cost_report_clear(&r);
     lh_plan_free(pl);
     lh_sched_problem_free(p);
+    lh_topology_free(t);
+}
+
+/*
+ * 1F1B depth: warm-ups scale with it (capped at M), memory follows the
+ * micro-batches in flight, deeper warm-ups hide a long link latency (the
+ * simulator and the model both see it), and lh_choose_depth picks a deep
+ * pipeline on a latency-bound link and classic 1F1B when latency is nil.
+ */
+static void test_pipeline_depth(void)
+{
+    lh_workload w = tiny_workload(4, 1);
+    w.schedule = LH_SCHEDULE_1F1B;
+    w.batch = 16; /* M = 16 */
+    int want1[4] = {3, 2, 1, 0}, want3[4] = {9, 6, 3, 0}, want9[4] = {16, 16, 9, 0};
+    for (int s = 0; s < 4; s++) {
+        w.depth = 1;
+        CU_ASSERT_EQUAL(lh_workload_warmup(&w, s), want1[s]);
+        w.depth = 3;
+        CU_ASSERT_EQUAL(lh_workload_warmup(&w, s), want3[s]);
+        w.depth = 9;
+        CU_ASSERT_EQUAL(lh_workload_warmup(&w, s), want9[s]);
+    }
+    w.depth = 1;
+    double shallow = lh_workload_stage_memory(&w, 2, 0, 1, 0);
+    w.depth = 3;
+    double deep = lh_workload_stage_memory(&w, 2, 0, 1, 0);
+    double per_micro = 17.0 * w.act_bytes * w.micro_batch * w.seq_len * w.hidden * 2; /* 2 layers */
+    CU_ASSERT_DOUBLE_EQUAL(deep - shallow, (10 - 4) * per_micro, 1e-6 * deep); /* 10 in flight, not 4 */
+
+    /* 4 devices joined by 1 s links, small messages and compute short against the latency:
+     * latency-bound (simulated 40.4 / 26.8 / 18.4 s per step at depths 1 / 2 / 6). */
+    lh_topology *t;
+    LH_ASSERT_OK(lh_topology_create(4, &t));
+    lh_link far = {1.0, 1e12};
+    LH_ASSERT_OK(lh_topology_set_region_link(t, 0, 0, far, 1));
+    for (int i = 0; i < 4; i++) t->devices[i].flops = 1665024.0 * 10;
+    int dev[4] = {0, 1, 2, 3};
+    lh_plan *pl = plan_from(4, 1, w.layers, dev);
+    double sim_s[3], model_s[3];
+    int depths[3] = {1, 2, 6};
+    for (int k = 0; k < 3; k++) {
+        w.depth = depths[k];
+        lh_sched_problem *p;
+        LH_ASSERT_OK(lh_sched_problem_create(t, &w, &p));
+        lh_sim_result sim;
+        lh_cost_report r;
+        LH_ASSERT_OK(lh_simulate_iteration(p, pl, &sim));
+        LH_ASSERT_OK(lh_cost_iteration.evaluate(p, pl, &r));
+        sim_s[k] = sim.iteration_s;
+        model_s[k] = r.total_s;
+        lh_cost_report_clear(&r);
+        lh_sched_problem_free(p);
+    }
+    if (!(sim_s[1] < sim_s[0] && sim_s[2] < sim_s[1]))
+        fprintf(stderr, "\n  simulated %.3f / %.3f / %.3f s, model %.3f / %.3f / %.3f s at depths 1 / 2 / 6\n", sim_s[0],
+                sim_s[1], sim_s[2], model_s[0], model_s[1], model_s[2]);
+    CU_ASSERT_TRUE(sim_s[1] < sim_s[0] && sim_s[2] < sim_s[1]);
+    CU_ASSERT_TRUE(model_s[1] < model_s[0] && model_s[2] <= model_s[1]);
+    lh_sched_problem *p;
+    LH_ASSERT_OK(lh_sched_problem_create(t, &w, &p));
+    int depth = 0;
+    double est = 0;
+    LH_ASSERT_OK(lh_choose_depth(p, pl, &depth, &est));
+    CU_ASSERT_TRUE(depth > 2);
+    CU_ASSERT_TRUE(est <= 1.01 * sim_s[2]);
+    lh_sched_problem_free(p);
+    /* No latency and fast links: every depth runs as fast, and the shallowest is kept. */
+    lh_link near = {0, 1e12};
+    LH_ASSERT_OK(lh_topology_set_region_link(t, 0, 0, near, 1));
+    LH_ASSERT_OK(lh_sched_problem_create(t, &w, &p));
+    LH_ASSERT_OK(lh_choose_depth(p, pl, &depth, &est));
+    CU_ASSERT_EQUAL(depth, 1);
+    lh_sched_problem_free(p);
+    /* A scaled copy: latencies x 10, bandwidths / 10; the original is untouched. */
+    LH_ASSERT_OK(lh_topology_set_region_link(t, 0, 0, far, 1));
+    lh_topology *scaled;
+    LH_ASSERT_OK(lh_topology_clone(t, &scaled));
+    lh_topology_scale_links(scaled, 10);
+    double dl[16], db[16], sl[16], sb[16];
+    LH_ASSERT_OK(lh_topology_dense(t, dl, db));
+    LH_ASSERT_OK(lh_topology_dense(scaled, sl, sb));
+    CU_ASSERT_DOUBLE_EQUAL(dl[1], 1.0, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(sl[1], 10.0, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(sb[1], db[1] / 10, 1e-3);
+    CU_ASSERT_EQUAL(scaled->n_devices, 4);
+    CU_ASSERT_DOUBLE_EQUAL(scaled->devices[3].flops, t->devices[3].flops, 0);
+    lh_topology_free(scaled);
+    lh_plan_free(pl);
     lh_topology_free(t);
 }
 
@@ -785,6 +880,7 @@ static CU_TestInfo cost_tests[] = {
     {"workload accounting", test_workload_accounting},
     {"iteration model and simulator by hand", test_iteration_model_and_simulator_by_hand},
     {"iteration model vs simulator on the scenarios", test_model_matches_simulator_on_scenarios},
+    {"1F1B depth: warm-ups, memory, latency hiding, choice", test_pipeline_depth},
     CU_TEST_INFO_NULL,
 };
 

@@ -193,6 +193,25 @@ static void inbox_close(lh_engine *e)
 
 /* ---- creation ---- */
 
+/*
+ * 1F1B's forwards before a stage's first backward: depth x (stages - stage -
+ * 1), at most all of the step's micro-batches.  Depth 1 is classic 1F1B, the
+ * fewest micro-batches in flight (activation memory).  On links whose latency
+ * is long against a micro-batch's compute, a stage with few micro-batches in
+ * flight idles while they make the round trip to the last stage and back;
+ * a deeper warm-up keeps the links busy, and the depth that fills the
+ * pipeline to the end of the step turns 1F1B into GPipe's order on the
+ * first stage while the later stages still alternate, so each link carries
+ * forward and backward traffic at once.  Non-increasing along the pipeline,
+ * so no stage waits for a backward its successor has not been sent the
+ * forward for.
+ */
+static int warmup_forwards(const lh_engine *e)
+{
+    int64_t w = (int64_t)e->job.pipeline_depth * (e->stages - e->stage - 1);
+    return w < e->micro_batches ? (int)w : e->micro_batches;
+}
+
 static lh_quant_params params_for(const lh_job *job, int bits)
 {
     lh_quant_params p = lh_quant_params_default(bits);
@@ -232,6 +251,32 @@ static lh_status open_datasets(lh_engine *e, const uint16_t *tokens, size_t n_to
     return LH_OK;
 }
 
+static lh_quant_params gradient_params(const lh_job *job)
+{
+    lh_quant_params gp = lh_callreduce_default_params(job->compression.gradient_bits);
+    if (job->compression.group_size > 0) gp.group_size = (uint32_t)job->compression.group_size;
+    if (job->compression.rounding == LH_JOB_ROUND_STOCHASTIC) gp.rounding = LH_ROUND_STOCHASTIC;
+    return gp;
+}
+
+static lh_status tied_open(lh_engine *e)
+{
+    const lh_model_config *cfg = lh_stage_config(e->model);
+    e->tied_offset = lh_stage_wte_offset(e->model);
+    e->tied_count = (size_t)cfg->padded_vocab_size * (size_t)cfg->channels;
+    e->tied_bytes = e->tied_count * sizeof(float);
+    if (e->job.compression.gradient_bits > 0) {
+        lh_quant_params gp = gradient_params(&e->job);
+        lh_status st = lh_grad_create(e->tied_count, &gp, e->job.seed, &e->tied_codec);
+        if (st) return lh_fail_prefix(st, "tied embeddings");
+        e->tied_bytes = lh_grad_bound(e->tied_codec, e->tied_count);
+    }
+    e->tied_out = malloc(e->tied_bytes);
+    e->tied_in = malloc(e->tied_bytes);
+    if (!e->tied_out || !e->tied_in) return lh_fail(LH_ERR_NOMEM, "engine: out of memory for tied embeddings");
+    return LH_OK;
+}
+
 static lh_status open_codecs(lh_engine *e)
 {
     const lh_job_compression *c = &e->job.compression;
@@ -265,13 +310,12 @@ static lh_status open_codecs(lh_engine *e)
         if (bb > e->msg_cap) e->msg_cap = bb;
     }
     if (c->gradient_bits > 0 && e->replicas > 1) {
-        lh_quant_params gp = lh_callreduce_default_params(c->gradient_bits);
-        if (c->group_size > 0) gp.group_size = (uint32_t)c->group_size;
-        if (c->rounding == LH_JOB_ROUND_STOCHASTIC) gp.rounding = LH_ROUND_STOCHASTIC;
+        lh_quant_params gp = gradient_params(&e->job);
         st = lh_callreduce_create(e->dp, (size_t)lh_stage_param_count(e->model), &gp, e->job.seed, 1,
                                   &e->grad_allreduce);
         if (st) return st;
     }
+    if (e->tied && (st = tied_open(e))) return st;
     e->msg = malloc(e->msg_cap);
     if (!e->msg) return lh_fail(LH_ERR_NOMEM, "engine: cannot allocate a %zu-byte message buffer", e->msg_cap);
     return LH_OK;
@@ -290,6 +334,9 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
                        job->model.layers);
     lh_status st = lh_plan_validate(plan, NULL);
     if (st) return st;
+    if (job->pipeline_depth < 1)
+        return lh_fail(LH_ERR_INVALID_ARG, "engine: pipeline depth %d; \"auto\" is resolved by the coordinator "
+                                           "(lh_choose_depth) before the engine starts", job->pipeline_depth);
     int stage = -1, replica = -1;
     if (!lh_plan_find_device(plan, rank, &replica, &stage))
         return lh_fail(LH_ERR_MISMATCH, "engine: rank %d runs no stage in the plan", rank);
@@ -320,9 +367,9 @@ lh_status lh_engine_create(const lh_job *job, const lh_plan *plan, lh_comm *worl
     memcpy(e->num_layers, plan->num_layers, (size_t)plan->stages * sizeof *e->num_layers);
     for (int r = 0; r < plan->replicas; r++) e->dp_world_rank[r] = lh_plan_device(plan, r, stage);
     for (int s = 0; s < plan->stages; s++) e->pipe_world_rank[s] = lh_plan_device(plan, replica, s);
-    e->slots = job->schedule == LH_JOB_SCHEDULE_GPIPE ? e->micro_batches
-                                                  : (e->stages - stage < e->micro_batches ? e->stages - stage
-                                                                                          : e->micro_batches);
+    e->slots = job->schedule == LH_JOB_SCHEDULE_GPIPE || warmup_forwards(e) >= e->micro_batches
+                   ? e->micro_batches
+                   : warmup_forwards(e) + 1;
 
     /* Sub-communicators: the replica's pipeline, the stage's data-parallel group, the tied pair. */
     st = lh_comm_split(world, replica, stage, &e->pipe);
@@ -402,6 +449,9 @@ void lh_engine_free(lh_engine *e)
     lh_comm_free(e->pipe);
     lh_comm_free(e->dp);
     lh_comm_free(e->tied);
+    free(e->tied_out);
+    free(e->tied_in);
+    lh_grad_free(e->tied_codec);
     lh_comm_free(e->reports);
     lh_stage_free(e->model);
     lh_dataset_free(e->train);
@@ -539,7 +589,7 @@ static lh_status backward_micro(lh_engine *e, int mb)
 }
 
 /* GPipe: all forwards, then all backwards in reverse.  1F1B: warm up with
- * (stages - stage - 1) forwards, alternate one forward and one backward, then
+ * warmup_forwards forwards, alternate one forward and one backward, then
  * drain the backwards; at most `slots` micro-batches are in flight. */
 static lh_status run_schedule(lh_engine *e, double *loss_sum)
 {
@@ -555,8 +605,7 @@ static lh_status run_schedule(lh_engine *e, double *loss_sum)
         for (int i = M - 1; i >= 0 && !st; i--) st = backward_micro(e, i);
         return st;
     }
-    int warmup = e->stages - e->stage - 1;
-    if (warmup > M) warmup = M;
+    int warmup = warmup_forwards(e);
     for (int i = 0; i < warmup && !st; i++) {
         st = forward_micro(e, i, &loss);
         *loss_sum += loss;
@@ -572,6 +621,55 @@ static lh_status run_schedule(lh_engine *e, double *loss_sum)
 
 /* ---- gradient sync and optimizer ---- */
 
+/*
+ * Tied embeddings: the first stage's wte and the last stage's copy both get
+ * the sum of the two (replica-synced) gradients.  One exchange, both
+ * directions at once, so it costs one link latency; each end adds the other's
+ * values to its own, and a + b = b + a in IEEE arithmetic, so both ends hold
+ * the same bits.  With gradient compression each end quantizes its gradient
+ * with error feedback and takes the decoded values as its own before adding,
+ * so both add the same two decoded vectors.
+ */
+static lh_status tied_exchange(lh_engine *e)
+{
+    float *g = lh_stage_grads(e->model) + e->tied_offset;
+    int peer = 1 - lh_comm_rank(e->tied);
+    lh_status st = LH_OK;
+    double t0 = lh_now_s();
+    e->raw_bytes += e->tied_count * sizeof(float);
+    size_t len = e->tied_bytes;
+    if (e->tied_codec) {
+        st = lh_grad_encode(e->tied_codec, g, (uint64_t)e->step, e->tied_out, e->tied_bytes, &len);
+        if (!st && len < e->tied_bytes) memset(e->tied_out + len, 0, e->tied_bytes - len);
+        if (!st) st = lh_quant_decode(e->quant, e->tied_out, len, g, 1, e->tied_count);
+    } else {
+        memcpy(e->tied_out, g, e->tied_bytes);
+    }
+    e->compute_s += elapsed_since(t0);
+    t0 = lh_now_s();
+    lh_comm_request *req[2] = {NULL, NULL};
+    if (!st) st = lh_comm_irecv(e->tied, e->tied_in, e->tied_bytes, peer, 0, &req[0]);
+    if (!st) st = lh_comm_isend(e->tied, e->tied_out, e->tied_bytes, peer, 0, &req[1]);
+    lh_status wst = lh_comm_waitall(req, 2);
+    if (!st) st = wst;
+    e->comm_s += elapsed_since(t0);
+    t0 = lh_now_s();
+    if (!st && e->tied_codec) {
+        lh_quant_info info;
+        st = lh_quant_peek(e->tied_in, e->tied_bytes, &info);
+        if (!st && info.frame_bytes > e->tied_bytes)
+            st = lh_fail(LH_ERR_FORMAT, "a frame of %zu bytes, more than the %zu expected", info.frame_bytes,
+                         e->tied_bytes);
+        if (!st) st = lh_quant_decode_add(e->quant, e->tied_in, info.frame_bytes, g, 1, e->tied_count);
+    } else if (!st) {
+        const float *in = (const float *)(const void *)e->tied_in;
+        for (size_t i = 0; i < e->tied_count; i++) g[i] += in[i];
+    }
+    e->compute_s += elapsed_since(t0);
+    return st ? lh_fail_prefix(st, "tied embeddings: exchange with stage %d", e->stage == 0 ? e->stages - 1 : 0)
+              : LH_OK;
+}
+
 static lh_status sync_gradients(lh_engine *e)
 {
     float *grads = lh_stage_grads(e->model);
@@ -586,14 +684,8 @@ static lh_status sync_gradients(lh_engine *e)
             st = lh_comm_allreduce_f32(e->dp, grads, n);
         if (!st) lh_stage_scale_grads(e->model, 1.0f / (float)e->replicas);
     }
-    if (!st && e->tied) {
-        int64_t off = lh_stage_wte_offset(e->model);
-        const lh_model_config *cfg = lh_stage_config(e->model);
-        size_t len = (size_t)cfg->padded_vocab_size * (size_t)cfg->channels;
-        e->raw_bytes += len * sizeof(float);
-        st = lh_comm_allreduce_f32(e->tied, grads + off, len);
-    }
     e->comm_s += elapsed_since(t0);
+    if (!st && e->tied) st = tied_exchange(e);
     return st;
 }
 

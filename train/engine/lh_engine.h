@@ -126,10 +126,11 @@ lh_status lh_engine_resume(lh_engine *e, const char *root, int *resumed);
 typedef enum lh_engine_state_kind {
     LH_ENGINE_STATE_AQ_SEND = 1, /* AQ-SGD cache of the link to the next stage (an "LHAS" state) */
     LH_ENGINE_STATE_AQ_RECV = 2, /* AQ-SGD cache of the link from the previous stage ("LHAS") */
-    LH_ENGINE_STATE_GRAD = 3     /* data-parallel error-feedback residuals ("LHCS") */
+    LH_ENGINE_STATE_GRAD = 3,    /* data-parallel error-feedback residuals ("LHCS") */
+    LH_ENGINE_STATE_TIED = 4     /* error-feedback residual of the tied-embedding messages ("LHGS") */
 } lh_engine_state_kind;
 
-#define LH_ENGINE_STATE_MAX_SECTIONS 3
+#define LH_ENGINE_STATE_MAX_SECTIONS 4
 
 /** A parsed engine state file; section data points into the parsed buffer. */
 typedef struct lh_engine_state_info {

@@ -61,13 +61,14 @@
 #define STATE_MAX_BYTES ((size_t)1 << 44)
 
 /* Which codec state a rank holds (bit = 1 << (kind - 1)). */
-enum { HAS_AQ_SEND = 1, HAS_AQ_RECV = 2, HAS_GRAD = 4 };
+enum { HAS_AQ_SEND = 1, HAS_AQ_RECV = 2, HAS_GRAD = 4, HAS_TIED = 8 };
 
 static const char *kind_name(int kind)
 {
     return kind == LH_ENGINE_STATE_AQ_SEND   ? "AQ-SGD sender cache"
            : kind == LH_ENGINE_STATE_AQ_RECV ? "AQ-SGD receiver cache"
-                                             : "error-feedback residuals";
+           : kind == LH_ENGINE_STATE_GRAD    ? "error-feedback residuals"
+                                             : "tied-embedding residual";
 }
 
 /*
@@ -87,15 +88,16 @@ typedef struct layout {
 /* The codecs that hold state on stage `stage` of any replica (open_codecs in lh_engine.c creates them). */
 static int stage_mask(const lh_engine *e, int stage)
 {
-    int aq = e->job.compression.mode == LH_COMPRESS_AQSGD;
+    int aq = e->job.compression.mode == LH_COMPRESS_AQSGD, grads = e->job.compression.gradient_bits > 0;
+    int tied = e->stages > 1 && (stage == 0 || stage == e->stages - 1);
     return (aq && stage < e->stages - 1 ? HAS_AQ_SEND : 0) | (aq && stage > 0 ? HAS_AQ_RECV : 0) |
-           (e->job.compression.gradient_bits > 0 && e->replicas > 1 ? HAS_GRAD : 0);
+           (grads && e->replicas > 1 ? HAS_GRAD : 0) | (grads && tied ? HAS_TIED : 0);
 }
 
 static int my_mask(const lh_engine *e)
 {
     return (e->aq_send ? HAS_AQ_SEND : 0) | (e->aq_recv ? HAS_AQ_RECV : 0) |
-           (e->grad_allreduce ? HAS_GRAD : 0);
+           (e->grad_allreduce ? HAS_GRAD : 0) | (e->tied_codec ? HAS_TIED : 0);
 }
 
 static void layout_free(layout *l)
@@ -125,7 +127,7 @@ static lh_status plan_layout(const lh_engine *e, layout *l)
     l->mask = l->num_layers + e->stages;
     const lh_job_model *m = &e->job.model;
     uint64_t h = 14695981039346656037ull;
-    h = fnv_u64(h, 2); /* version of the key's definition */
+    h = fnv_u64(h, 3); /* version of the key's definition (3 added the tied-embedding residual) */
     h = fnv_u64(h, (uint64_t)e->stages);
     h = fnv_u64(h, (uint64_t)e->replicas);
     h = fnv_u64(h, (uint64_t)e->seq);
@@ -201,7 +203,7 @@ lh_status lh_engine_state_parse(const void *buf, size_t len, lh_engine_state_inf
             return lh_fail(LH_ERR_FORMAT, "section %u: header runs past the end", i);
         uint32_t kind = lh_get_le32(b + off);
         uint64_t bytes = lh_get_le64(b + off + 8);
-        if (kind < LH_ENGINE_STATE_AQ_SEND || kind > LH_ENGINE_STATE_GRAD)
+        if (kind < LH_ENGINE_STATE_AQ_SEND || kind > LH_ENGINE_STATE_TIED)
             return lh_fail(LH_ERR_FORMAT, "section %u: unknown kind %u", i, kind);
         if (lh_get_le32(b + off + 4)) return lh_fail(LH_ERR_FORMAT, "section %u: reserved bytes not zero", i);
         if (seen & (1u << kind))
@@ -237,6 +239,7 @@ static lh_status write_state(lh_engine *e, const char *dir, int64_t step, uint64
     sizes[LH_ENGINE_STATE_AQ_SEND] = e->aq_send ? lh_aq_state_bytes(e->aq_send) : 0;
     sizes[LH_ENGINE_STATE_AQ_RECV] = e->aq_recv ? lh_aq_state_bytes(e->aq_recv) : 0;
     sizes[LH_ENGINE_STATE_GRAD] = e->grad_allreduce ? lh_callreduce_state_bytes(e->grad_allreduce) : 0;
+    sizes[LH_ENGINE_STATE_TIED] = e->tied_codec ? lh_grad_state_bytes(e->tied_codec) : 0;
     size_t total = STATE_HEADER + 4;
     uint32_t n = 0;
     for (int k = 1; k <= LH_ENGINE_STATE_MAX_SECTIONS; k++)
@@ -268,6 +271,7 @@ static lh_status write_state(lh_engine *e, const char *dir, int64_t step, uint64
         if (k == LH_ENGINE_STATE_AQ_RECV) st = lh_aq_save_state(e->aq_recv, buf + off, sizes[k], &len);
         if (k == LH_ENGINE_STATE_GRAD)
             st = lh_callreduce_save_state(e->grad_allreduce, buf + off, sizes[k], &len);
+        if (k == LH_ENGINE_STATE_TIED) st = lh_grad_save_state(e->tied_codec, buf + off, sizes[k], &len);
         if (!st && len != sizes[k])
             st = lh_fail(LH_ERR_INTERNAL, "%s wrote %zu bytes, announced %zu", kind_name(k), len, sizes[k]);
         off += sizes[k];
@@ -322,11 +326,12 @@ static lh_status load_state(lh_engine *e, const char *dir, int64_t step, uint64_
     for (int i = 0; i < in.n_sections; i++)
         have |= 1 << (in.sections[i].kind - 1);
     if (!st && have != my_mask(e))
-        st = lh_fail(LH_ERR_MISMATCH, "%s: holds codec state %s%s%s, this rank has %s%s%s", path,
+        st = lh_fail(LH_ERR_MISMATCH, "%s: holds codec state %s%s%s%s, this rank has %s%s%s%s", path,
                      have & HAS_AQ_SEND ? "[AQ-SGD sender]" : "",
                      have & HAS_AQ_RECV ? "[AQ-SGD receiver]" : "", have & HAS_GRAD ? "[residuals]" : "",
-                     e->aq_send ? "[AQ-SGD sender]" : "", e->aq_recv ? "[AQ-SGD receiver]" : "",
-                     e->grad_allreduce ? "[residuals]" : "");
+                     have & HAS_TIED ? "[tied residual]" : "", e->aq_send ? "[AQ-SGD sender]" : "",
+                     e->aq_recv ? "[AQ-SGD receiver]" : "", e->grad_allreduce ? "[residuals]" : "",
+                     e->tied_codec ? "[tied residual]" : "");
     /* AQ sections are checked before anything is applied; the allreduce checks both residuals itself */
     for (int i = 0; i < in.n_sections && !st; i++) {
         int k = in.sections[i].kind;
@@ -334,6 +339,8 @@ static lh_status load_state(lh_engine *e, const char *dir, int64_t step, uint64_
             st = lh_aq_check_state(e->aq_send, in.sections[i].data, in.sections[i].bytes);
         if (k == LH_ENGINE_STATE_AQ_RECV)
             st = lh_aq_check_state(e->aq_recv, in.sections[i].data, in.sections[i].bytes);
+        if (k == LH_ENGINE_STATE_TIED)
+            st = lh_grad_check_state(e->tied_codec, in.sections[i].data, in.sections[i].bytes);
         if (st) st = lh_fail_prefix(st, "%s: %s", path, kind_name(k));
     }
     for (int i = 0; i < in.n_sections && !st; i++) {
@@ -348,6 +355,7 @@ static lh_status load_state(lh_engine *e, const char *dir, int64_t step, uint64_
             st = lh_aq_load_state(e->aq_send, in.sections[i].data, in.sections[i].bytes);
         if (k == LH_ENGINE_STATE_AQ_RECV)
             st = lh_aq_load_state(e->aq_recv, in.sections[i].data, in.sections[i].bytes);
+        if (k == LH_ENGINE_STATE_TIED) st = lh_grad_load_state(e->tied_codec, in.sections[i].data, in.sections[i].bytes);
         if (st) st = lh_fail_prefix(st, "%s: %s", path, kind_name(k));
     }
     free(buf);

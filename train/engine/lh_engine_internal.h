@@ -12,7 +12,7 @@
 #include "lh_optim.h"
 
 /* Pipeline channels (on the replica's pipeline communicator) and the report channel (on `reports`). */
-enum { CHANNEL_FORWARD = 0, CHANNEL_BACKWARD = 1, CHANNEL_EVAL = 2, CHANNEL_REPORT = 3 };
+enum { CHANNEL_FORWARD = 0, CHANNEL_BACKWARD = 1, CHANNEL_EVAL = 2, CHANNEL_REPORT = 3, CHANNEL_TIED = 4 };
 
 /* One step's figures of one rank, as sent to world rank 0 (doubles, in this order). */
 enum { REC_STEP, REC_LOSS, REC_RAW_BYTES, REC_WIRE_BYTES, REC_SECONDS, REC_FIELDS };
@@ -53,6 +53,13 @@ struct lh_engine {
     lh_quant_ctx *quant;            /* DirectQ forward, quantized backward */
     lh_quant_params forward_params, backward_params;
     lh_callreduce *grad_allreduce;  /* data-parallel gradients, quantized with error feedback */
+
+    /* Tied embeddings (first and last stage, stages > 1): see tied_exchange in lh_engine.c. */
+    int64_t tied_offset;         /* wte in this stage's flat buffers */
+    size_t tied_count;           /* its floats (padded vocab x channels) */
+    size_t tied_bytes;           /* a message: fp32 values, or a quantized frame padded to its bound */
+    uint8_t *tied_out, *tied_in; /* message buffers */
+    lh_grad_codec *tied_codec;   /* gradient_bits > 0: messages quantized with error feedback */
 
     lh_comm_request **pending; /* outstanding sends of this step */
     int n_pending, cap_pending;
