@@ -87,6 +87,8 @@ static void dispatch(const uint8_t *d, size_t n)
         for (int i = 0; i < info.n_sections; i++) {
             if (info.sections[i].kind == LH_ENGINE_STATE_GRAD)
                 load_callreduce(info.sections[i].data, info.sections[i].bytes);
+            else if (info.sections[i].kind == LH_ENGINE_STATE_TIED)
+                load_grad(info.sections[i].data, info.sections[i].bytes);
             else
                 load_aq(info.sections[i].data, info.sections[i].bytes);
         }
