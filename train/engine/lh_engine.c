@@ -271,9 +271,10 @@ static lh_status tied_open(lh_engine *e)
         if (st) return lh_fail_prefix(st, "tied embeddings");
         e->tied_bytes = lh_grad_bound(e->tied_codec, e->tied_count);
     }
-    e->tied_out = malloc(e->tied_bytes);
+    e->tied_out = e->tied_codec ? malloc(e->tied_bytes) : NULL;
     e->tied_in = malloc(e->tied_bytes);
-    if (!e->tied_out || !e->tied_in) return lh_fail(LH_ERR_NOMEM, "engine: out of memory for tied embeddings");
+    if ((e->tied_codec && !e->tied_out) || !e->tied_in)
+        return lh_fail(LH_ERR_NOMEM, "engine: out of memory for tied embeddings");
     return LH_OK;
 }
 
@@ -637,19 +638,19 @@ static lh_status tied_exchange(lh_engine *e)
     lh_status st = LH_OK;
     double t0 = lh_now_s();
     e->raw_bytes += e->tied_count * sizeof(float);
-    size_t len = e->tied_bytes;
+    const void *out = g; /* fp32: sent as it is (not touched until the exchange completes) */
     if (e->tied_codec) {
+        size_t len = 0;
         st = lh_grad_encode(e->tied_codec, g, (uint64_t)e->step, e->tied_out, e->tied_bytes, &len);
         if (!st && len < e->tied_bytes) memset(e->tied_out + len, 0, e->tied_bytes - len);
         if (!st) st = lh_quant_decode(e->quant, e->tied_out, len, g, 1, e->tied_count);
-    } else {
-        memcpy(e->tied_out, g, e->tied_bytes);
+        out = e->tied_out;
     }
     e->compute_s += elapsed_since(t0);
     t0 = lh_now_s();
     lh_comm_request *req[2] = {NULL, NULL};
     if (!st) st = lh_comm_irecv(e->tied, e->tied_in, e->tied_bytes, peer, 0, &req[0]);
-    if (!st) st = lh_comm_isend(e->tied, e->tied_out, e->tied_bytes, peer, 0, &req[1]);
+    if (!st) st = lh_comm_isend(e->tied, out, e->tied_bytes, peer, 0, &req[1]);
     lh_status wst = lh_comm_waitall(req, 2);
     if (!st) st = wst;
     e->comm_s += elapsed_since(t0);

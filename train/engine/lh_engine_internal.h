@@ -58,7 +58,7 @@ struct lh_engine {
     int64_t tied_offset;         /* wte in this stage's flat buffers */
     size_t tied_count;           /* its floats (padded vocab x channels) */
     size_t tied_bytes;           /* a message: fp32 values, or a quantized frame padded to its bound */
-    uint8_t *tied_out, *tied_in; /* message buffers */
+    uint8_t *tied_out, *tied_in; /* message buffers (tied_out: quantized frames only) */
     lh_grad_codec *tied_codec;   /* gradient_bits > 0: messages quantized with error feedback */
 
     lh_comm_request **pending; /* outstanding sends of this step */
