@@ -523,6 +523,9 @@ static lh_status run(const train_request *args, int rank, int size)
         if (job.compression.mode != LH_COMPRESS_FP32)
             printf(" fw%d/bw%d", job.compression.forward_bits, job.compression.backward_bits);
         if (job.compression.gradient_bits) printf(", gradients %d bits", job.compression.gradient_bits);
+        if (job.transport == LH_TRANSPORT_NCCL) printf(", gradients over NCCL");
+        if (job.schedule == LH_JOB_SCHEDULE_1F1B && job.pipeline_depth > 1)
+            printf(", 1F1B depth %d", job.pipeline_depth);
         if (netem) printf(", EMULATED network (time scale %g)", job.placement.time_scale);
         printf("\n");
         print_plan(plan, topology);

@@ -25,6 +25,7 @@ static const char *const lr_schedule_names[] = {"cosine", "linear", "constant", 
 static const char *const rounding_names[] = {"nearest", "stochastic", NULL};
 /* indexed by lh_compute_device (lh_model.h) */
 static const char *const device_names[] = {"cpu", "cuda", NULL};
+static const char *const transport_names[] = {"mpi", "nccl", NULL};
 
 const char *lh_compress_mode_name(lh_compress_mode m)
 {
@@ -269,6 +270,17 @@ static lh_status check_cross_fields(lh_jpath *p, lh_job *job)
     if (job->batch.micro_batch * job->placement.pipeline_stages > 0 &&
         job->batch.batch_size / job->batch.micro_batch < 1)
         return lh_json_fail(p, "batch.micro_batch", "larger than batch_size");
+    if (job->transport == LH_TRANSPORT_NCCL) {
+        if (job->device != LH_DEVICE_CUDA)
+            return lh_json_fail(p, "transport", "nccl moves device memory: it needs \"device\": \"cuda\"");
+        if (job->compression.gradient_bits > 0)
+            return lh_json_fail(p, "transport", "nccl carries fp32 gradients: set compression.gradient_bits to 0 "
+                                                "(compressed gradients travel over mpi)");
+        if (job->security.key_file[0])
+            return lh_json_fail(p, "transport", "nccl traffic is not encrypted: it cannot honour security.key_file");
+        if (job->placement.emulate)
+            return lh_json_fail(p, "transport", "nccl traffic bypasses the link emulation (placement.emulate)");
+    }
     if (!job->output_dir[0]) snprintf(job->output_dir, sizeof job->output_dir, "runs/%s", job->name);
     return LH_OK;
 }
@@ -285,7 +297,8 @@ lh_status lh_job_parse(const char *name, const char *text, size_t len, lh_job *o
     static const char *const keys[] = {"format",      "version",   "name",       "seed",       "model",
                                        "data",        "batch",     "optimizer",  "pipeline",   "placement",
                                        "compression", "checkpoint", "security",  "output_dir", "log_every",
-                                       "eval_every",  "verify_every", "peer_timeout_s", "device", NULL};
+                                       "eval_every",  "verify_every", "peer_timeout_s", "device", "transport",
+                                       NULL};
     st = lh_json_check_header(&p, root, JOB_FORMAT, JOB_VERSION, &version);
     if (!st) st = lh_json_check_keys(&p, root, keys);
     if (!st) st = lh_json_opt_string(&p, root, "name", out->name, sizeof out->name, NULL);
@@ -315,6 +328,9 @@ lh_status lh_job_parse(const char *name, const char *text, size_t len, lh_job *o
     int device = (int)out->device;
     if (!st) st = lh_json_opt_enum(&p, root, "device", device_names, &device, NULL);
     out->device = (lh_compute_device)device;
+    int transport = (int)out->transport;
+    if (!st) st = lh_json_opt_enum(&p, root, "transport", transport_names, &transport, NULL);
+    out->transport = (lh_job_transport)transport;
     if (!st) st = check_cross_fields(&p, out);
     json_object_put(root);
     return st;

@@ -23,6 +23,10 @@ extern "C" {
 
 typedef enum { LH_JOB_SCHEDULE_GPIPE = 0, LH_JOB_SCHEDULE_1F1B } lh_pipeline_schedule;
 
+/* "transport": the data-parallel gradient sync over MPI (host memory, framed, optionally encrypted and emulated), or
+ * over NCCL between GPU stages' device memory (fp32, inside a trusted cluster).  Pipeline tensors always use MPI. */
+typedef enum { LH_TRANSPORT_MPI = 0, LH_TRANSPORT_NCCL } lh_job_transport;
+
 /* pipeline.depth "auto": the coordinator simulates the plan on the job's links and picks the depth. */
 #define LH_JOB_DEPTH_AUTO 0
 typedef enum { LH_JOB_LR_COSINE = 0, LH_JOB_LR_LINEAR, LH_JOB_LR_CONSTANT } lh_job_lr_decay;
@@ -100,6 +104,7 @@ typedef struct lh_job {
     lh_job_checkpoint checkpoint;
     lh_job_security security;
     lh_compute_device device; /* where every stage runs its math: LH_DEVICE_CPU (default) or LH_DEVICE_CUDA */
+    lh_job_transport transport; /* how the data-parallel gradient sync travels */
     char output_dir[LH_PATH_MAX];
     int64_t log_every;
     int64_t eval_every;   /* 0 = only at the end */

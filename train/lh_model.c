@@ -667,6 +667,27 @@ double lh_stage_grad_sumsq(const lh_stage *s)
     return sum;
 }
 
+lh_status lh_stage_device_grads(lh_stage *s, float **device_grads)
+{
+    *device_grads = NULL;
+    if (!s->gpu) return lh_fail(LH_ERR_INVALID_ARG, "stage: device gradients of a CPU stage");
+    lh_status st = LH_OK;
+    if (s->gpu_grads == GRADS_ZERO) st = lh_stage_gpu_upload_grads(s->gpu, NULL);
+    if (!st && s->gpu_grads == GRADS_HOST_NEWER) st = lh_stage_gpu_upload_grads(s->gpu, s->grads);
+    if (st) return lh_fail_prefix(st, "stage: device gradients");
+    /* until lh_stage_device_grads_done the device copy is the newer one; a backward in between would add to it */
+    s->gpu_grads = GRADS_SYNCED;
+    *device_grads = lh_stage_gpu_grads(s->gpu);
+    return LH_OK;
+}
+
+lh_status lh_stage_device_grads_done(lh_stage *s)
+{
+    if (!s->gpu) return lh_fail(LH_ERR_INVALID_ARG, "stage: device gradients of a CPU stage");
+    lh_status st = lh_stage_gpu_download_grads(s->gpu, s->grads);
+    return st ? lh_fail_prefix(st, "stage: copying device gradients to the host") : LH_OK;
+}
+
 void lh_stage_scale_grads(lh_stage *s, float scale)
 {
     float *g = s->grads;

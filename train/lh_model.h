@@ -147,6 +147,9 @@ const char *lh_compute_device_name(lh_compute_device device);
  */
 lh_status lh_compute_device_bind(lh_compute_device device, int local_rank);
 
+/** The CUDA device this process computes on (after lh_compute_device_bind); LH_ERR_UNSUPPORTED without CUDA. */
+lh_status lh_compute_device_current(int *index);
+
 /**
  * Create a CPU stage of `config` running `spec`, able to process batches of up
  * to max_batch x max_seq tokens, with `slots` (>= 1) activation sets.
@@ -280,6 +283,19 @@ void lh_stage_zero_grads(lh_stage *stage);
  * with wte counted once.
  */
 double lh_stage_grad_sumsq(const lh_stage *stage);
+
+/**
+ * CUDA stages: the device gradient accumulator (lh_stage_param_count floats,
+ * the host buffer's layout), first brought up to date with the host
+ * gradients, for a collective that runs on device memory (NCCL).  Whatever
+ * changes it must be followed by lh_stage_device_grads_done, which copies it
+ * back into the host buffer, authoritative again.  LH_ERR_INVALID_ARG on a CPU
+ * stage.
+ */
+lh_status lh_stage_device_grads(lh_stage *stage, float **device_grads);
+
+/** After lh_stage_device_grads: copy the device gradients into the host buffer (waits for the device). */
+lh_status lh_stage_device_grads_done(lh_stage *stage);
 
 /** Multiply all gradients by `scale` (gradient clipping), on the host buffer for every device. */
 void lh_stage_scale_grads(lh_stage *stage, float scale);

@@ -130,6 +130,8 @@ lh_status lh_stage_gpu_download_grads(lh_stage_gpu *g, float *grads)
     return lh_cuda_download(grads, g->grads, (size_t)g->sh.param_count * sizeof(float));
 }
 
+float *lh_stage_gpu_grads(lh_stage_gpu *g) { return g->grads; }
+
 lh_status lh_stage_gpu_download_logits(lh_stage_gpu *g, int64_t rows, float *logits)
 {
     if (!g->scratch.logits) return lh_fail(LH_ERR_INVALID_ARG, "stage: no logits on a stage without the head");
@@ -276,6 +278,8 @@ lh_status lh_compute_device_bind(lh_compute_device device, int local_rank)
     return lh_cuda_set_device(local_rank % count);
 }
 
+lh_status lh_compute_device_current(int *index) { return lh_cuda_get_device(index); }
+
 #else /* no CUDA in this build */
 
 lh_status lh_compute_device_bind(lh_compute_device device, int local_rank)
@@ -284,6 +288,12 @@ lh_status lh_compute_device_bind(lh_compute_device device, int local_rank)
     if (device != LH_DEVICE_CUDA) return LH_OK;
     return lh_fail(LH_ERR_UNSUPPORTED, "device \"cuda\" requested but this build has no CUDA support (rebuild "
                                        "with -DLONGHAUL_CUDA=ON where nvcc is installed); use \"cpu\"");
+}
+
+lh_status lh_compute_device_current(int *index)
+{
+    *index = -1;
+    return lh_fail(LH_ERR_UNSUPPORTED, "this build has no CUDA support: no current CUDA device");
 }
 
 lh_status lh_stage_gpu_create(const lh_stage_gpu_shape *shape, lh_stage_gpu **out)
@@ -301,6 +311,7 @@ static lh_status no_cuda(void) { return lh_fail(LH_ERR_INTERNAL, "stage: no CUDA
 lh_status lh_stage_gpu_upload_params(lh_stage_gpu *gpu, const float *params) { return no_cuda(); }
 lh_status lh_stage_gpu_upload_grads(lh_stage_gpu *gpu, const float *grads) { return no_cuda(); }
 lh_status lh_stage_gpu_download_grads(lh_stage_gpu *gpu, float *grads) { return no_cuda(); }
+float *lh_stage_gpu_grads(lh_stage_gpu *gpu) { return NULL; }
 lh_status lh_stage_gpu_forward(lh_stage_gpu *gpu, int slot, int B, int T, const int32_t *tokens, const float *input,
                                const int32_t *targets, float *output, float *losses)
 {

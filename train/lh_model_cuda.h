@@ -55,6 +55,9 @@ lh_status lh_stage_gpu_upload_grads(lh_stage_gpu *gpu, const float *grads);
 /** Copy the device gradient accumulator into param_count host floats (waits for the device). */
 lh_status lh_stage_gpu_download_grads(lh_stage_gpu *gpu, float *grads);
 
+/** The device gradient accumulator itself (param_count floats), for collectives on device memory. */
+float *lh_stage_gpu_grads(lh_stage_gpu *gpu);
+
 /**
  * The forward pass of lh_stage_forward into `slot`, arguments already checked
  * by lh_model.c: tokens (first stage) or input (B,T,C), targets (head stage,

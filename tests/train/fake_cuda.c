@@ -94,9 +94,18 @@ static lh_status call(const char *what)
 
 int lh_cuda_device_count(void) { return devices; }
 
+static int current_device;
+
 lh_status lh_cuda_set_device(int index)
 {
     if (index < 0 || index >= devices) return lh_fail(LH_ERR_UNSUPPORTED, "fake cuda: no device %d", index);
+    current_device = index;
+    return LH_OK;
+}
+
+lh_status lh_cuda_get_device(int *index)
+{
+    *index = current_device;
     return LH_OK;
 }
 

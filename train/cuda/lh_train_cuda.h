@@ -34,6 +34,9 @@ int lh_cuda_device_count(void);
 /** Make device `index` (0 .. count-1) current for this host thread (cudaSetDevice). */
 lh_status lh_cuda_set_device(int index);
 
+/** The device current for this host thread (cudaGetDevice). */
+lh_status lh_cuda_get_device(int *index);
+
 /** Create a context (stream + cuBLAS handle) on the current device. */
 lh_status lh_cuda_ctx_create(lh_cuda_ctx **out);
 

@@ -328,6 +328,14 @@ lh_status lh_cuda_set_device(int index)
     return LH_OK;
 }
 
+lh_status lh_cuda_get_device(int *index)
+{
+    cudaError_t err = cudaGetDevice(index);
+    if (err != cudaSuccess)
+        return lh_fail(LH_ERR_UNSUPPORTED, "cuda: no current device: %s", cudaGetErrorString(err));
+    return LH_OK;
+}
+
 lh_status lh_cuda_ctx_create(lh_cuda_ctx **out)
 {
     *out = NULL;

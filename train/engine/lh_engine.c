@@ -317,6 +317,12 @@ static lh_status open_codecs(lh_engine *e)
         if (st) return st;
     }
     if (e->tied && (st = tied_open(e))) return st;
+    if (e->job.transport == LH_TRANSPORT_NCCL && e->replicas > 1) {
+        int device = -1;
+        st = lh_compute_device_current(&device);
+        if (!st) st = lh_nccl_comm_create(e->dp, device, &e->nccl_dp);
+        if (st) return lh_fail_prefix(st, "transport nccl");
+    }
     e->msg = malloc(e->msg_cap);
     if (!e->msg) return lh_fail(LH_ERR_NOMEM, "engine: cannot allocate a %zu-byte message buffer", e->msg_cap);
     return LH_OK;
@@ -461,6 +467,7 @@ void lh_engine_free(lh_engine *e)
     lh_aq_free(e->aq_recv);
     lh_quant_ctx_free(e->quant);
     lh_callreduce_free(e->grad_allreduce);
+    lh_nccl_comm_free(e->nccl_dp);
     free(e->tokens);
     free(e->targets);
     free(e->ids);
@@ -671,18 +678,31 @@ static lh_status tied_exchange(lh_engine *e)
               : LH_OK;
 }
 
+/* transport nccl: sum the data-parallel gradients where a GPU stage holds them, then hand them to the host. */
+static lh_status nccl_allreduce_grads(lh_engine *e, size_t n)
+{
+    float *dev = NULL;
+    lh_status st = lh_stage_device_grads(e->model, &dev);
+    if (!st) st = lh_nccl_allreduce_f32(e->nccl_dp, dev, n);
+    if (!st) st = lh_nccl_wait(e->nccl_dp);
+    if (!st) st = lh_stage_device_grads_done(e->model);
+    e->nccl_bytes += 2 * n * sizeof(float) * (size_t)(e->replicas - 1) / (size_t)e->replicas; /* ring */
+    return st ? lh_fail_prefix(st, "data-parallel gradients over nccl") : LH_OK;
+}
+
 static lh_status sync_gradients(lh_engine *e)
 {
-    float *grads = lh_stage_grads(e->model);
     size_t n = (size_t)lh_stage_param_count(e->model);
     lh_status st = LH_OK;
     double t0 = lh_now_s();
     if (e->replicas > 1) {
         e->raw_bytes += 2 * n * sizeof(float) * (size_t)(e->replicas - 1) / (size_t)e->replicas;
-        if (e->grad_allreduce)
-            st = lh_callreduce_run(e->grad_allreduce, grads, (uint64_t)e->step);
+        if (e->nccl_dp)
+            st = nccl_allreduce_grads(e, n);
+        else if (e->grad_allreduce)
+            st = lh_callreduce_run(e->grad_allreduce, lh_stage_grads(e->model), (uint64_t)e->step);
         else
-            st = lh_comm_allreduce_f32(e->dp, grads, n);
+            st = lh_comm_allreduce_f32(e->dp, lh_stage_grads(e->model), n);
         if (!st) lh_stage_scale_grads(e->model, 1.0f / (float)e->replicas);
     }
     e->comm_s += elapsed_since(t0);
@@ -733,7 +753,7 @@ lh_status lh_engine_step(lh_engine *e, lh_step_report *report)
 {
     double t_start = lh_now_s();
     e->compute_s = e->comm_s = 0;
-    e->raw_bytes = 0;
+    e->raw_bytes = e->nccl_bytes = 0;
     lh_comm_reset_stats(e->pipe);
     lh_comm_reset_stats(e->dp);
     if (e->tied) lh_comm_reset_stats(e->tied);
@@ -775,7 +795,7 @@ lh_status lh_engine_step(lh_engine *e, lh_step_report *report)
     e->record[REC_STEP] = (double)e->step;
     e->record[REC_LOSS] = e->stage == e->stages - 1 ? loss_sum / e->micro_batches : 0.0;
     e->record[REC_RAW_BYTES] = (double)e->raw_bytes;
-    e->record[REC_WIRE_BYTES] = (double)(ps.wire_bytes_sent + ds.wire_bytes_sent + ts.wire_bytes_sent);
+    e->record[REC_WIRE_BYTES] = (double)(ps.wire_bytes_sent + ds.wire_bytes_sent + ts.wire_bytes_sent + e->nccl_bytes);
     e->record[REC_SECONDS] = elapsed_since(t_start);
     lh_step_report mine = {.step = e->step,
                            .lr = lr,

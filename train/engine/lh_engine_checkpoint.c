@@ -355,7 +355,8 @@ static lh_status load_state(lh_engine *e, const char *dir, int64_t step, uint64_
             st = lh_aq_load_state(e->aq_send, in.sections[i].data, in.sections[i].bytes);
         if (k == LH_ENGINE_STATE_AQ_RECV)
             st = lh_aq_load_state(e->aq_recv, in.sections[i].data, in.sections[i].bytes);
-        if (k == LH_ENGINE_STATE_TIED) st = lh_grad_load_state(e->tied_codec, in.sections[i].data, in.sections[i].bytes);
+        if (k == LH_ENGINE_STATE_TIED)
+            st = lh_grad_load_state(e->tied_codec, in.sections[i].data, in.sections[i].bytes);
         if (st) st = lh_fail_prefix(st, "%s: %s", path, kind_name(k));
     }
     free(buf);

@@ -6,6 +6,7 @@
 #define LH_ENGINE_INTERNAL_H
 
 #include "lh_comm_compressed.h"
+#include "lh_comm_nccl.h"
 #include "lh_compress.h"
 #include "lh_data.h"
 #include "lh_engine.h"
@@ -53,6 +54,7 @@ struct lh_engine {
     lh_quant_ctx *quant;            /* DirectQ forward, quantized backward */
     lh_quant_params forward_params, backward_params;
     lh_callreduce *grad_allreduce;  /* data-parallel gradients, quantized with error feedback */
+    lh_nccl_comm *nccl_dp;          /* transport nccl: the data-parallel group, on the GPUs' memory */
 
     /* Tied embeddings (first and last stage, stages > 1): see tied_exchange in lh_engine.c. */
     int64_t tied_offset;         /* wte in this stage's flat buffers */
@@ -73,6 +75,7 @@ struct lh_engine {
 
     double compute_s, comm_s;
     uint64_t raw_bytes;
+    uint64_t nccl_bytes; /* sent over NCCL this step (lh_comm's statistics do not see it) */
 };
 
 #endif
