@@ -290,10 +290,10 @@ lh_status lh_simulate_iteration(const lh_sched_problem *p, const lh_plan *plan, 
 
 /**
  * The 1F1B warm-up depth (lh_workload.depth) that runs `plan` fastest in the
- * simulator: depths 1 up to the one at which stage 0 warms up with every
- * micro-batch are simulated, deeper ones only while their activation memory
- * fits every device, and the shallowest within 1% of the fastest wins (fewer
- * micro-batches in flight, less memory).  *iteration_s (may be NULL) gets its
+ * simulator: depths 1, 2, 3, 4, then about 1.5x apart up to the one at which
+ * stage 0 warms up with every micro-batch are simulated, deeper ones only
+ * while their activation memory fits every device, and the shallowest within
+ * 1% of the fastest wins (fewer micro-batches in flight, less memory).  *iteration_s (may be NULL) gets its
  * simulated iteration time.  The problem's own schedule and depth are ignored.
  */
 lh_status lh_choose_depth(const lh_sched_problem *p, const lh_plan *plan, int *depth, double *iteration_s);

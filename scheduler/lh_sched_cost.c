@@ -217,6 +217,7 @@ static double replica_pipeline(const lh_workload *w, const stage_times *t, int P
         for (int s = 0; s < P; s++) {
             double len = 0;
             int ws = lh_workload_warmup(w, s);
+            if (ws >= M) continue; /* warms up with every micro-batch: never alternates */
             for (int e = s; e < P && ws - lh_workload_warmup(w, e) + 1 < M; e++) {
                 double xin = e > 0 ? t[e - 1].x : 0, xout = e + 1 < P ? t[e].x : 0;
                 len += t[e].f + t[e].b + 2.0 * (1.0 - o) * (xin + xout);

@@ -197,35 +197,29 @@ lh_status lh_choose_depth(const lh_sched_problem *p, const lh_plan *plan, int *d
     struct lh_sched_problem q = *p; /* a shallow copy: only its workload's depth changes */
     int P = plan->stages, M = p->w.batch / p->w.micro_batch;
     int deepest = P > 1 ? (M + P - 2) / (P - 1) : 1; /* stage 0 then warms up with every micro-batch */
-    double best = INFINITY;
-    int chosen = 0;
-    double *times = malloc((size_t)deepest * sizeof *times);
-    if (!times) return lh_fail(LH_ERR_NOMEM, "choosing the pipeline depth: out of memory");
+    int depths[64], n = 0;
+    double times[64], best = INFINITY;
     q.w.schedule = LH_SCHEDULE_1F1B;
-    for (int d = 1; d <= deepest; d++) {
+    /* 1, 2, 3, 4, then ~1.5x apart up to the deepest: a few dozen simulations at most, whatever M */
+    for (int d = 1; n < 64; d = d < 4 ? d + 1 : (d * 3 + 1) / 2) {
+        if (d > deepest) d = deepest;
         q.w.depth = d;
-        times[d - 1] = INFINITY;
         lh_cost_report rep;
         lh_status st = lh_cost_iteration.evaluate(&q, plan, &rep);
-        if (st) {
-            free(times);
-            return st;
-        }
+        if (st) return st;
         int fits = rep.memory_ok;
         lh_cost_report_clear(&rep);
         if (!fits && d > 1) break; /* deeper only needs more memory */
         lh_sim_result sim;
-        if ((st = lh_simulate_iteration(&q, plan, &sim))) {
-            free(times);
-            return st;
-        }
-        times[d - 1] = sim.iteration_s;
+        if ((st = lh_simulate_iteration(&q, plan, &sim))) return st;
+        depths[n] = d;
+        times[n++] = sim.iteration_s;
         best = fmin(best, sim.iteration_s);
+        if (d == deepest) break;
     }
-    for (int d = deepest; d >= 1; d--)
-        if (times[d - 1] <= 1.01 * best) chosen = d;
-    *depth = chosen;
-    if (iteration_s) *iteration_s = times[chosen - 1];
-    free(times);
+    int k = 0;
+    while (times[k] > 1.01 * best) k++; /* the shallowest within 1% of the fastest */
+    *depth = depths[k];
+    if (iteration_s) *iteration_s = times[k];
     return LH_OK;
 }

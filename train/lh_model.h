@@ -38,7 +38,9 @@
  *  - The host buffers (lh_stage_params / grads / adam_m / adam_v and the typed
  *    views) stay AUTHORITATIVE and keep the layer-major layout: checkpoints,
  *    the data-parallel all-reduce, the tied-wte sum, grad_sumsq, scale_grads
- *    and the AdamW step all work on them, on the CPU.
+ *    and the AdamW step all work on them, on the CPU.  The one exception is a
+ *    collective on the device gradients (NCCL), bracketed by
+ *    lh_stage_device_grads and lh_stage_device_grads_done.
  *  - Parameters: the device copy is marked stale by lh_stage_init_params,
  *    lh_stage_adamw_step and by every call that returns a writable pointer to
  *    parameters (lh_stage_params, lh_stage_layer_tensor / wte / wpe / lnfw /
