@@ -94,29 +94,6 @@ static lh_status agree(lh_status st, int rank)
     return (lh_status)code;
 }
 
-static lh_workload workload_from_job(const lh_job *job)
-{
-    lh_workload w;
-    lh_workload_dtfm_gpt3xl(&w); /* defaults for every field, then the job's own figures */
-    w.layers = job->model.layers;
-    w.hidden = job->model.channels;
-    w.seq_len = job->batch.seq_len;
-    w.vocab = job->model.vocab;
-    w.stages = job->placement.pipeline_stages;
-    w.replicas = job->placement.data_parallel;
-    w.batch = job->batch.batch_size;
-    w.micro_batch = job->batch.micro_batch;
-    w.act_bytes = 4;
-    w.grad_bytes = 4;
-    w.act_bits = job->compression.mode == LH_COMPRESS_FP32 ? 32 : job->compression.forward_bits;
-    w.grad_bits = job->compression.gradient_bits ? job->compression.gradient_bits : 32;
-    w.schedule = job->schedule == LH_JOB_SCHEDULE_GPIPE ? LH_SCHEDULE_GPIPE : LH_SCHEDULE_1F1B;
-    w.depth = job->pipeline_depth;
-    w.dtfm_c_dp_bytes = 0;
-    w.dtfm_c_pp_bytes = 0;
-    return w;
-}
-
 /* Rank 0: the plan from a file, the scheduler, or rank order. */
 static lh_status decide_plan(const lh_job *job, const char *plan_path, const lh_topology *topology, lh_plan **out)
 {
@@ -135,7 +112,7 @@ static lh_status decide_plan(const lh_job *job, const char *plan_path, const lh_
         if (!st) snprintf((*out)->strategy, sizeof (*out)->strategy, "rank");
         return st;
     }
-    lh_workload w = workload_from_job(job);
+    lh_workload w = lh_engine_workload(job);
     lh_sched_problem *problem;
     lh_status st = lh_sched_problem_create(topology, &w, &problem);
     if (st) return st;
@@ -177,24 +154,14 @@ static lh_status resolve_depth(lh_job *job, const lh_topology *topology, const l
         LH_INFO("pipeline: depth 1 (\"auto\" needs a topology to simulate)");
         return LH_OK;
     }
-    lh_topology *links;
-    lh_status st = lh_topology_clone(topology, &links);
-    if (st) return st;
-    if (job->placement.emulate) lh_topology_scale_links(links, job->placement.time_scale);
-    lh_workload w = workload_from_job(job);
-    lh_sched_problem *problem = NULL;
     int depth = 1;
     double est = 0;
-    st = lh_sched_problem_create(links, &w, &problem);
-    if (!st) st = lh_choose_depth(problem, plan, &depth, &est);
-    if (!st) {
-        job->pipeline_depth = depth;
-        LH_INFO("pipeline: 1F1B depth %d chosen by simulation (%.4g s per step estimated%s)", depth, est,
-                job->placement.emulate ? " on the emulated links" : "");
-    }
-    lh_sched_problem_free(problem);
-    lh_topology_free(links);
-    return st ? lh_fail_prefix(st, "choosing the pipeline depth") : LH_OK;
+    lh_status st = lh_engine_choose_depth(job, topology, plan, &depth, &est);
+    if (st) return st;
+    job->pipeline_depth = depth;
+    LH_INFO("pipeline: 1F1B depth %d chosen by simulation (%.4g s per step estimated%s)", depth, est,
+            job->placement.emulate ? " on the emulated links" : "");
+    return LH_OK;
 }
 
 /* Rank 0 holds `plan`; every rank ends with its own copy. */

@@ -31,6 +31,7 @@
 #include "lh_job.h"
 #include "lh_model.h"
 #include "lh_plan.h"
+#include "lh_sched.h"
 #include "lh_status.h"
 
 #ifdef __cplusplus
@@ -160,6 +161,22 @@ lh_status lh_engine_state_parse(const void *buf, size_t len, lh_engine_state_inf
  * rank's stage, for fine-tuning; AdamW moments start at zero.
  */
 lh_status lh_engine_load_weights(lh_engine *e, const char *path);
+
+/**
+ * The scheduler's view of `job` (model shape, batch, wire widths of the
+ * activations and gradients, pipeline schedule and depth), for its cost
+ * models and simulator.
+ */
+lh_workload lh_engine_workload(const lh_job *job);
+
+/**
+ * pipeline.depth "auto": simulate `plan` on `topology`'s links, stretched by
+ * the job's time scale when the job emulates them, and return the 1F1B depth
+ * lh_choose_depth picks and its simulated step time (est_s, may be NULL).
+ * Not collective: the coordinator decides and broadcasts.
+ */
+lh_status lh_engine_choose_depth(const lh_job *job, const lh_topology *topology, const lh_plan *plan, int *depth,
+                                 double *est_s);
 
 /** Optimizer steps taken so far (after a resume: the checkpoint's step). */
 int64_t lh_engine_current_step(const lh_engine *e);
