@@ -686,7 +686,6 @@ static lh_status nccl_allreduce_grads(lh_engine *e, size_t n)
     if (!st) st = lh_nccl_allreduce_f32(e->nccl_dp, dev, n);
     if (!st) st = lh_nccl_wait(e->nccl_dp);
     if (!st) st = lh_stage_device_grads_done(e->model);
-    e->nccl_bytes += 2 * n * sizeof(float) * (size_t)(e->replicas - 1) / (size_t)e->replicas; /* ring */
     return st ? lh_fail_prefix(st, "data-parallel gradients over nccl") : LH_OK;
 }
 
@@ -696,13 +695,17 @@ static lh_status sync_gradients(lh_engine *e)
     lh_status st = LH_OK;
     double t0 = lh_now_s();
     if (e->replicas > 1) {
-        e->raw_bytes += 2 * n * sizeof(float) * (size_t)(e->replicas - 1) / (size_t)e->replicas;
-        if (e->nccl_dp)
+        /* a ring allreduce: every rank sends 2 (R-1)/R of the gradient */
+        uint64_t ring_bytes = 2 * n * sizeof(float) * (size_t)(e->replicas - 1) / (size_t)e->replicas;
+        e->raw_bytes += ring_bytes;
+        if (e->nccl_dp) {
             st = nccl_allreduce_grads(e, n);
-        else if (e->grad_allreduce)
+            e->nccl_bytes += ring_bytes; /* fp32 on the wire, as raw */
+        } else if (e->grad_allreduce) {
             st = lh_callreduce_run(e->grad_allreduce, lh_stage_grads(e->model), (uint64_t)e->step);
-        else
+        } else {
             st = lh_comm_allreduce_f32(e->dp, lh_stage_grads(e->model), n);
+        }
         if (!st) lh_stage_scale_grads(e->model, 1.0f / (float)e->replicas);
     }
     e->comm_s += elapsed_since(t0);
@@ -795,7 +798,8 @@ lh_status lh_engine_step(lh_engine *e, lh_step_report *report)
     e->record[REC_STEP] = (double)e->step;
     e->record[REC_LOSS] = e->stage == e->stages - 1 ? loss_sum / e->micro_batches : 0.0;
     e->record[REC_RAW_BYTES] = (double)e->raw_bytes;
-    e->record[REC_WIRE_BYTES] = (double)(ps.wire_bytes_sent + ds.wire_bytes_sent + ts.wire_bytes_sent + e->nccl_bytes);
+    e->record[REC_WIRE_BYTES] =
+        (double)(ps.wire_bytes_sent + ds.wire_bytes_sent + ts.wire_bytes_sent + e->nccl_bytes);
     e->record[REC_SECONDS] = elapsed_since(t_start);
     lh_step_report mine = {.step = e->step,
                            .lr = lr,
